@@ -27,7 +27,7 @@ from functools import cached_property
 
 import torch
 
-__all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FORMATS"]
+__all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FP32", "FORMATS"]
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,15 @@ class FloatFormat:
             mag = (1 + m / (1 << self.man_bits)) * 2.0 ** (e - self.bias)
         return -mag if s else mag
 
+    def _require_small(self):
+        # Code tables are built by enumeration; FP32 is described here for its layout only.
+        if self.width > 16:
+            raise NotImplementedError(f"{self.name}: code tables exist only for formats of <= 16 bits")
+
     @cached_property
     def max_code(self) -> int:
         """Positive code of the largest finite magnitude."""
+        self._require_small()
         return max((c for c in range(1 << self.magnitude_width) if self._finite(c)), key=self.value)
 
     @property
@@ -177,11 +183,13 @@ class FloatFormat:
     @cached_property
     def decode_table(self) -> torch.Tensor:
         """float32 value of every code, indexed by code."""
+        self._require_small()
         return torch.tensor([self.value(c) for c in range(1 << self.width)], dtype=torch.float32)
 
     @cached_property
     def _positive_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Finite non-negative magnitudes ascending (float64) and their codes."""
+        self._require_small()
         codes = [c for c in range(1 << self.magnitude_width) if self._finite(c)]
         codes.sort(key=self.value)
         vals = torch.tensor([self.value(c) for c in codes], dtype=torch.float64)
@@ -268,5 +276,9 @@ UE4M3 = FloatFormat("UE4M3", exp_bits=4, man_bits=3, bias=7, signed=False, nan="
 #: OCP MX shared scale: an 8-bit biased power of two; 0xFF = NaN; no zero.
 E8M0 = FloatFormat("E8M0", exp_bits=8, man_bits=0, bias=127, signed=False, nan="all_ones",
                    subnormals=False, has_zero=False, torch_dtype_name="float8_e8m0fnu")
+
+#: IEEE 754 binary32: the accumulator and result format of the datapaths.
+FP32 = FloatFormat("FP32", exp_bits=8, man_bits=23, bias=127, nan="ieee", has_inf=True,
+                   torch_dtype_name="float32")
 
 FORMATS = {f.name: f for f in (E2M1, E4M3, E5M2, UE4M3, E8M0)}

@@ -1,0 +1,182 @@
+"""Reference model of the FGMP mixed-precision block dot-product unit (``BlockDotProduct``).
+
+This is the numerics contract the RTL must match bit for bit (``docs/numerics.md``):
+
+1. Each operand block holds ``block_size`` element codes and one flag: NVFP4 (E2M1 codes in the
+   low 4 bits of each byte, the high bits are ignored, with a UE4M3 block scale) or FP8 (E4M3
+   codes, with the implicit block scale :data:`FP8_IMPLICIT_SCALE_CODE` = 6; the scale input is
+   ignored).
+2. The block dot product ``P = Σ w_i·a_i`` is exact: every element is an integer multiple of
+   2**-9 (E4M3's smallest step; E2M1 values are multiples of 2**-1), so P is an integer multiple of
+   2**-18 and is computed with integers.
+3. The scale product ``S = s_w·s_a`` is exact: each UE4M3 scale is ``mant·2**shift·2**-9`` with a
+   4-bit mant, so S = smant·2**sshift·2**-18 with smant < 2**8.
+4. The block term ``T = P·S`` is rounded once to FP32, round-to-nearest-even. (|P·smant| < 2**53,
+   so the integer is exact in float64 and one float64→float32 conversion is that single rounding.)
+5. Terms are accumulated in FP32 in stream order, starting from +0, with IEEE 754 RNE addition
+   (``acc = fl(acc + T)``); the sum is emitted when a block pair with ``last`` set has been added.
+   Exact cancellation gives +0. FP32 overflow gives ±Inf (needs > 2**80 blocks: unreachable).
+6. NaN: an E4M3 NaN code in an FP8 block, or a UE4M3 NaN scale on an NVFP4 block, makes that block
+   term NaN; a NaN term makes the whole dot product's result NaN (canonical 0x7FC00000) however
+   the other terms look.
+
+FP32 subnormals cannot occur: every non-zero term is a multiple of 2**-36 and at least that
+large, so every partial sum is too (``_check_no_subnormal`` asserts it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .formats import E2M1, E4M3, FP32, UE4M3
+
+__all__ = [
+    "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "BlockPairs", "block_terms", "dot_products",
+    "fp32_bits", "element_fixed_table", "scale_mant_shift_table",
+]
+
+BLOCK_SIZES = (8, 16, 32)
+
+#: The UE4M3 code of an FP8 block's implicit scale, E2M1.max_value (= 6). See docs/formats.md.
+FP8_IMPLICIT_SCALE_CODE = int(UE4M3.encode(torch.tensor([E2M1.max_value]))[0])
+
+#: Exponent of the common fixed-point step of elements (E4M3's lsb; E2M1's is coarser).
+ELEMENT_LSB = E4M3.lsb_exponent
+#: Exponent of the step of block scales.
+SCALE_LSB = UE4M3.lsb_exponent
+
+
+def element_fixed_table(fmt) -> torch.Tensor:
+    """Signed integer value of every code of ``fmt`` in units of 2**ELEMENT_LSB (NaN → 0)."""
+    out = []
+    for c in range(1 << fmt.width):
+        if fmt.is_nan_code(c):
+            out.append(0)
+            continue
+        i, e = fmt.fixed_point(c)
+        assert e >= ELEMENT_LSB
+        out.append(i << (e - ELEMENT_LSB))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def scale_mant_shift_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """(mant, shift) of every UE4M3 code: value = mant · 2**shift · 2**SCALE_LSB."""
+    mants, shifts = [], []
+    for c in range(1 << UE4M3.width):
+        _, e, m = UE4M3.fields(c)
+        mants.append(((1 << UE4M3.man_bits) if e else 0) | m)
+        shifts.append(max(e, 1) - 1)
+    return torch.tensor(mants, dtype=torch.int64), torch.tensor(shifts, dtype=torch.int64)
+
+
+_E4M3_INT = element_fixed_table(E4M3)
+_E2M1_INT = element_fixed_table(E2M1)
+_E4M3_NAN = torch.tensor([E4M3.is_nan_code(c) for c in range(256)])
+_SCALE_MANT, _SCALE_SHIFT = scale_mant_shift_table()
+_SCALE_NAN = torch.tensor([UE4M3.is_nan_code(c) for c in range(1 << UE4M3.width)])
+
+
+@dataclass
+class BlockPairs:
+    """A stream of (weight block, activation block) pairs, in arrival order.
+
+    ``w_codes``/``a_codes``: uint8 [n, block_size] element codes; ``w_fp8``/``a_fp8``: bool [n]
+    (True = FP8 block); ``w_scale``/``a_scale``: uint8 [n] UE4M3 codes (ignored for FP8 blocks);
+    ``last``: bool [n], True on the final block pair of each dot product.
+    """
+
+    w_codes: torch.Tensor
+    a_codes: torch.Tensor
+    w_fp8: torch.Tensor
+    a_fp8: torch.Tensor
+    w_scale: torch.Tensor
+    a_scale: torch.Tensor
+    last: torch.Tensor
+
+    def __post_init__(self):
+        for name in ("w_codes", "a_codes"):
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.dim() != 2:
+                raise TypeError(f"BlockPairs.{name} must be a 2-D torch.uint8 tensor [n, block_size]")
+        n, bs = self.w_codes.shape
+        if self.a_codes.shape != (n, bs):
+            raise ValueError(f"a_codes shape {tuple(self.a_codes.shape)} != w_codes shape {(n, bs)}")
+        if bs not in BLOCK_SIZES:
+            raise ValueError(f"block size {bs} not supported (one of {BLOCK_SIZES})")
+        for name, dtype in (("w_fp8", torch.bool), ("a_fp8", torch.bool), ("last", torch.bool),
+                            ("w_scale", torch.uint8), ("a_scale", torch.uint8)):
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.shape != (n,):
+                raise TypeError(f"BlockPairs.{name} must be a {dtype} tensor of shape ({n},)")
+        for name in ("w_scale", "a_scale"):
+            if bool((getattr(self, name) >= (1 << UE4M3.width)).any()):
+                raise ValueError(f"BlockPairs.{name}: UE4M3 codes are {UE4M3.width}-bit")
+        if n and not bool(self.last[-1]):
+            raise ValueError("the stream must end with a block pair whose last flag is set")
+
+    @property
+    def n(self) -> int:
+        return self.w_codes.shape[0]
+
+    @property
+    def block_size(self) -> int:
+        return self.w_codes.shape[1]
+
+
+def _operand(codes, fp8, scale):
+    """Element integers (units 2**ELEMENT_LSB), scale mant/shift and NaN flag of one operand."""
+    c = codes.to(torch.int64)
+    fp8c = fp8[:, None]
+    ints = torch.where(fp8c, _E4M3_INT[c], _E2M1_INT[c & 0xF])
+    elem_nan = (fp8c & _E4M3_NAN[c]).any(dim=1)
+    s = torch.where(fp8, torch.full_like(scale, FP8_IMPLICIT_SCALE_CODE), scale).to(torch.int64)
+    nan = elem_nan | (~fp8 & _SCALE_NAN[s])
+    return ints, _SCALE_MANT[s], _SCALE_SHIFT[s], nan
+
+
+def block_terms(pairs: BlockPairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact block products and their FP32 terms.
+
+    Returns ``(P, T, nan)``: P int64 [n] exact block dot products in units of 2**(2·ELEMENT_LSB),
+    T float32 [n] the rounded terms P·S (rule 4), nan bool [n] (rule 6; T is 0 there).
+    """
+    wi, wm, ws, wn = _operand(pairs.w_codes, pairs.w_fp8, pairs.w_scale)
+    ai, am, as_, an = _operand(pairs.a_codes, pairs.a_fp8, pairs.a_scale)
+    p = (wi * ai).sum(dim=1)                      # |p| < 2**42: exact in int64
+    mp = p * (wm * am)                            # |mp| < 2**50
+    assert bool((mp.abs() < 2**53).all())
+    t = mp.to(torch.float64).to(torch.float32)    # exact int → one RNE rounding to FP32
+    t = torch.ldexp(t, (ws + as_ + 2 * (ELEMENT_LSB + SCALE_LSB)).to(torch.float32))
+    nan = wn | an
+    return p, torch.where(nan, torch.zeros_like(t), t), nan
+
+
+def _check_no_subnormal(x: torch.Tensor):
+    sub = (x != 0) & (x.abs() < torch.finfo(torch.float32).tiny)
+    assert not bool(sub.any()), "FP32 subnormal reached: contradicts the documented range"
+
+
+def dot_products(pairs: BlockPairs) -> torch.Tensor:
+    """FP32 results of every dot product in the stream, as int64 bit patterns (rules 5 and 6)."""
+    _, t, nan = block_terms(pairs)
+    last = pairs.last
+    ends = torch.nonzero(last).flatten()
+    starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
+    lengths = ends - starts + 1
+    acc = torch.zeros(len(ends), dtype=torch.float32)
+    for k in range(int(lengths.max()) if len(ends) else 0):
+        live = lengths > k
+        # One float32 addition per step: IEEE RNE, in stream order within each dot product.
+        acc[live] = acc[live] + t[starts[live] + k]
+        _check_no_subnormal(acc)
+    seg = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.int64), last[:-1].to(torch.int64)]), 0)
+    seg_nan = torch.zeros(len(ends), dtype=torch.int64).index_add_(0, seg, nan.to(torch.int64)) > 0
+    bits = fp32_bits(acc)
+    return torch.where(seg_nan, torch.full_like(bits, FP32.nan_code), bits)
+
+
+def fp32_bits(x: torch.Tensor) -> torch.Tensor:
+    """float32 tensor → int64 tensor of its IEEE bit patterns (unsigned)."""
+    return x.to(torch.float32).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
