@@ -30,17 +30,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .fgmp import FP8_IMPLICIT_SCALE_CODE, FGMPTensor
 from .formats import E2M1, E4M3, FP32, UE4M3
 
 __all__ = [
     "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "BlockPairs", "block_terms", "dot_products",
-    "fp32_bits", "element_fixed_table", "scale_mant_shift_table",
+    "fp32_bits", "element_fixed_table", "scale_mant_shift_table", "pairs_from_fgmp", "fgmp_matmul",
 ]
 
 BLOCK_SIZES = (8, 16, 32)
-
-#: The UE4M3 code of an FP8 block's implicit scale, E2M1.max_value (= 6). See docs/formats.md.
-FP8_IMPLICIT_SCALE_CODE = int(UE4M3.encode(torch.tensor([E2M1.max_value]))[0])
 
 #: Exponent of the common fixed-point step of elements (E4M3's lsb; E2M1's is coarser).
 ELEMENT_LSB = E4M3.lsb_exponent
@@ -180,3 +178,44 @@ def dot_products(pairs: BlockPairs) -> torch.Tensor:
 def fp32_bits(x: torch.Tensor) -> torch.Tensor:
     """float32 tensor → int64 tensor of its IEEE bit patterns (unsigned)."""
     return x.to(torch.float32).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+
+
+def pairs_from_fgmp(a: FGMPTensor, w: FGMPTensor) -> BlockPairs:
+    """The block-pair stream that computes every dot product of ``a`` [M, K] with ``w`` [N, K].
+
+    Dot products come out in row-major (m, n) order; each is the K/16 block pairs of row m of
+    ``a`` and row n of ``w``, the last one flagged ``last``.
+    """
+    for name, t in (("a", a), ("w", w)):
+        if not isinstance(t, FGMPTensor):
+            raise TypeError(f"{name} must be an FGMPTensor, got {type(t).__name__}")
+        if t.codes.dim() != 3:
+            raise ValueError(f"{name} must be a quantized 2-D tensor [rows, K], got shape {tuple(t.shape)}")
+    if a.codes.shape[1:] != w.codes.shape[1:]:
+        raise ValueError(f"reduction dims differ: a has shape {tuple(a.shape)}, w has {tuple(w.shape)}")
+    m, nb, bs = a.codes.shape
+    n = w.codes.shape[0]
+
+    def rep(t_a, t_w):  # pair every row of a with every row of w, blocks in order
+        return (t_a[:, None].expand(m, n, *t_a.shape[1:]).reshape(m * n * nb, *t_a.shape[2:]),
+                t_w[None, :].expand(m, n, *t_w.shape[1:]).reshape(m * n * nb, *t_w.shape[2:]))
+
+    a_codes, w_codes = rep(a.codes, w.codes)
+    a_fp8, w_fp8 = rep(a.is_fp8, w.is_fp8)
+    a_scale, w_scale = rep(a.block_scale, w.block_scale)
+    last = torch.zeros(m * n, nb, dtype=torch.bool)
+    last[:, -1] = True
+    return BlockPairs(w_codes.contiguous(), a_codes.contiguous(), w_fp8.contiguous(),
+                      a_fp8.contiguous(), w_scale.contiguous(), a_scale.contiguous(),
+                      last.flatten())
+
+
+def fgmp_matmul(a: FGMPTensor, w: FGMPTensor) -> torch.Tensor:
+    """``a @ w.T`` exactly as the hardware computes it: float32 [M, N].
+
+    Each unit result is scaled by the per-tensor scales outside the unit, in FP32:
+    ``fl(fl(result · s_w) · s_a)``.
+    """
+    bits = dot_products(pairs_from_fgmp(a, w))
+    out = bits.to(torch.int32).view(torch.float32).reshape(a.codes.shape[0], w.codes.shape[0])
+    return out * w.tensor_scale.to(torch.float32) * a.tensor_scale.to(torch.float32)

@@ -8,13 +8,13 @@ Encoding rules (written down in ``docs/numerics.md``):
 
 * Finite inputs are rounded to the nearest representable value, ties to even (RNE), as a single
   correct rounding of the float32 input.
-* Finite values beyond the largest finite magnitude *saturate* to ±max (the OCP "satfinite"
-  conversion). This differs from ``torch.Tensor.to(torch.float8_e4m3fn)``, which returns NaN for
-  |x| >= 480; the two agree everywhere below that.
+* Finite values beyond the largest finite magnitude *saturate* to ±max (the OCP/PTX "satfinite"
+  conversion). torch 2.13's float8_e4m3fn cast does the same; its float8_e5m2 cast instead
+  overflows to ±Inf (see ``docs/formats.md`` for every difference to torch's casts).
 * NaN encodes to the format's NaN (sign bit copied) where it has one, and raises ``ValueError``
   where it has none (E2M1).
-* ±Inf encodes to ±Inf where the format has infinities (E5M2), to NaN where it only has NaN (E4M3,
-  exactly like torch), and raises ``ValueError`` otherwise.
+* ±Inf encodes to ±Inf where the format has infinities (E5M2) and saturates to ±max where it has
+  none (E4M3, E2M1), as PTX ``cvt.satfinite`` and torch 2.13's float8_e4m3fn cast do.
 * −0 and negative values that round to zero keep their sign bit (−0 code), as IEEE and torch do.
 * Unsigned formats (UE4M3, E8M0) reject negative inputs with ``ValueError``; E8M0 has no zero and
   rejects zero too.
@@ -28,6 +28,9 @@ from functools import cached_property
 import torch
 
 __all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FP32", "FORMATS"]
+
+
+_ENCODE_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,9 @@ class FloatFormat:
             raise TypeError(f"{self.name}.encode expects a floating-point tensor, got {x.dtype}")
         if x.dtype != torch.float64:
             x = x.to(torch.float32)
+        if x.numel() > _ENCODE_CHUNK:  # same result; chunks keep the temporaries in cache (~3x)
+            flat = x.reshape(-1)
+            return torch.cat([self.encode(c) for c in flat.split(_ENCODE_CHUNK)]).reshape(x.shape)
         nan = torch.isnan(x)
         inf = torch.isinf(x)
         neg = torch.signbit(x)
@@ -227,8 +233,6 @@ class FloatFormat:
             raise ValueError(f"{self.name} is unsigned: negative input")
         if nan.any() and self.nan == "none":
             raise ValueError(f"{self.name} has no NaN encoding: input contains NaN")
-        if inf.any() and self.nan == "none":
-            raise ValueError(f"{self.name} has no Inf or NaN encoding: input contains Inf")
         if not self.has_zero and bool(((x == 0) & ~nan).any()):
             raise ValueError(f"{self.name} has no zero: input contains 0")
 
@@ -246,8 +250,8 @@ class FloatFormat:
         mag = torch.where(pick_hi, codes[hi], codes[lo])
         if self.inf_code is not None:
             mag = torch.where(inf, torch.full_like(mag, self.inf_code), mag)
-        elif self.nan_code is not None:
-            mag = torch.where(inf, torch.full_like(mag, self.nan_code), mag)
+        else:
+            mag = torch.where(inf, torch.full_like(mag, self.max_code), mag)
         if self.nan_code is not None:
             mag = torch.where(nan, torch.full_like(mag, self.nan_code), mag)
         if self.signed:

@@ -1,0 +1,34 @@
+"""Shared pytest set-up: a summary of how many vectors each regression checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = []
+    for outcome in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if getattr(rep, "when", "call") != "call":
+                continue
+            for key, value in getattr(rep, "user_properties", []):
+                if key == "vectors_checked":
+                    rows.append((rep.nodeid, outcome, value))
+    if rows:
+        terminalreporter.section("vectors checked")
+        total = 0
+        for nodeid, outcome, value in sorted(rows):
+            terminalreporter.write_line(f"{outcome:6s} {value}  {nodeid}")
+            total += int(str(value).split()[0])
+        terminalreporter.write_line(f"total: {total} vectors checked, all compared bit for bit "
+                                    "with the golden model")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    return SHARED
