@@ -16,7 +16,8 @@ import torch
 from mpgen.golden.dotprod import FP8_IMPLICIT_SCALE_CODE, BlockPairs
 from mpgen.golden.formats import E2M1, E4M3, UE4M3
 
-__all__ = ["Phase", "make_phases", "pack_payloads", "run_dotprod_regression", "RegressionResult"]
+__all__ = ["Phase", "make_phases", "pack_payloads", "run_dotprod_regression", "RegressionResult",
+           "simulate_dotprod"]
 
 _E4M3_NAN = [c for c in range(256) if E4M3.is_nan_code(c)]
 _E4M3_FINITE = [c for c in range(256) if not E4M3.is_nan_code(c)]
@@ -248,7 +249,7 @@ def run_dotprod_regression(config: dict, *, simulator: str = "verilator", quick:
     t0 = time.monotonic()
     kwargs = {"build_root": build_root} if build_root is not None else {}
     run = run_cocotb(to_verilog(dut, "dotprod"), "dotprod", "mpgen.sim.tb_dotprod",
-                     simulator=simulator, seed=seed,
+                     simulator=simulator, seed=seed, testcase="regression",
                      params={"config": dut.params, "quick": quick, "seed": seed}, **kwargs)
     res = run.result or {}
     mism = int(res.get("mismatches", -1))
@@ -258,3 +259,41 @@ def run_dotprod_regression(config: dict, *, simulator: str = "verilator", quick:
         passed=bool(run.passed and mism == 0 and res.get("vectors", 0) > 0),
         phases=res.get("phases", {}), seconds=time.monotonic() - t0,
         details=res.get("first_mismatches", "") if mism else "")
+
+
+def simulate_dotprod(config: dict, pairs: BlockPairs, *, simulator: str = "verilator",
+                     seed: int = 1, gap: float = 0.0, stall: float = 0.0, build_root=None) -> list[int]:
+    """Run ``pairs`` through the RTL of ``config`` and return its results (FP32 bit patterns).
+
+    For feeding real data (e.g. FGMP-quantized model tensors through
+    :func:`mpgen.golden.dotprod.pairs_from_fgmp`) into the simulated unit; compare with
+    :func:`mpgen.golden.dotprod.dot_products`.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from mpgen.rtl.dotprod import BlockDotProduct
+    from mpgen.rtl.emit import to_verilog
+
+    from .runner import SimulationError, run_cocotb
+
+    if not isinstance(pairs, BlockPairs):
+        raise TypeError("pairs must be a mpgen.golden.dotprod.BlockPairs")
+    dut = BlockDotProduct(**config)
+    if pairs.block_size != dut.block_size:
+        raise ValueError(f"stream has blocks of {pairs.block_size}, the unit takes {dut.block_size}")
+    modes = set(zip(pairs.w_fp8.tolist(), pairs.a_fp8.tolist()))
+    if not modes <= set(supported_modes(dut.formats)):
+        raise ValueError(f"formats={dut.formats!r} unit cannot take block modes {sorted(modes)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        stim = Path(tmp) / "stimulus.pt"
+        torch.save({k: getattr(pairs, k) for k in ("w_codes", "a_codes", "w_fp8", "a_fp8",
+                                                    "w_scale", "a_scale", "last")}, stim)
+        kwargs = {"build_root": build_root} if build_root is not None else {}
+        run = run_cocotb(to_verilog(dut, "dotprod"), "dotprod", "mpgen.sim.tb_dotprod",
+                         simulator=simulator, seed=seed, testcase="stream",
+                         params={"config": dut.params, "seed": seed, "stimulus": str(stim),
+                                 "gap": gap, "stall": stall}, **kwargs)
+    if not run.passed or not run.result:
+        raise SimulationError(f"simulation of the stream failed; see {run.test_dir}")
+    return [int(x) for x in run.result["results"]]

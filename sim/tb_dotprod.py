@@ -17,7 +17,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from mpgen.golden.dotprod import dot_products
+from mpgen.golden.dotprod import BlockPairs, dot_products
 from mpgen.rtl.dotprod import BlockDotProduct
 from mpgen.sim.dotprod import make_phases, pack_payloads
 
@@ -65,6 +65,26 @@ async def _drive(dut, payloads, rng, p_gap, p_stall, stop_after=None, max_result
             return sent, results
         if done_sending and idle > 64:  # nothing left in flight
             return sent, results
+
+
+@cocotb.test()
+async def stream(dut):
+    """Drive one caller-given BlockPairs stream (saved with torch.save at params["stimulus"]) and
+    write the RTL's results (FP32 bit patterns) to the result file. Run it alone (testcase)."""
+    params = json.loads(os.environ["MPGEN_TB_PARAMS"])
+    assert "stimulus" in params, "the stream test needs params['stimulus'] (a torch.save file)"
+    import torch
+    pairs = BlockPairs(**torch.load(params["stimulus"]))
+    unit = BlockDotProduct(**params["config"])
+    rng = random.Random(params["seed"])
+    Clock(dut.clk, 2, unit="step").start()
+    await _reset(dut)
+    payloads = pack_payloads(unit.input_layout, pairs, unit.formats)
+    expected = int(pairs.last.sum())
+    accepted, got = await _drive(dut, payloads, rng, params.get("gap", 0.0), params.get("stall", 0.0),
+                                 max_results=expected)
+    with open(os.environ["MPGEN_TB_RESULT"], "w") as f:
+        json.dump({"vectors": accepted, "results": got}, f)
 
 
 @cocotb.test()
