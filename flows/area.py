@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import fnmatch
 import json
 import os
 import re
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 __all__ = [
     "GATE_COSTS",
@@ -562,27 +563,44 @@ def _fmt(x: float | int | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
-def area_table(reports: Mapping[str, AreaReport]) -> str:
+def area_table(reports: Mapping[str, AreaReport],
+               groups: Mapping[str, Sequence[str]] | None = None) -> str:
     """Markdown table: one row per configuration; columns cells, NAND2-eq, transistors,
-    µm² and library NAND2-eq (when any report has a Liberty mapping), then the NAND2-eq
-    of each submodule (hierarchical synthesis)."""
+    µm² and library NAND2-eq (when any report has a Liberty mapping), then a NAND2-eq
+    breakdown (hierarchical synthesis).
+
+    Without ``groups`` the breakdown has one column per submodule. With ``groups`` (column
+    name → submodule name patterns, ``fnmatch`` style; ``"(top)"`` is the glue logic of the top
+    module) each column sums the submodules it matches; a submodule matching no group raises
+    ``ValueError`` so nothing is silently left out.
+    """
     subs: list[str] = []
     for r in reports.values():
         for name in r.submodules:
             if name not in subs:
                 subs.append(name)
     subs.sort(key=lambda n: n == "(top)")  # glue logic last, stable otherwise
+    if groups is None:
+        groups = {s: [s] for s in subs}
+    owner = {}
+    for s in subs:
+        hits = [g for g, pats in groups.items() if any(fnmatch.fnmatchcase(s, p) for p in pats)]
+        if not hits:
+            raise ValueError(f"submodule {s!r} is in no breakdown group of {list(groups)}")
+        owner[s] = hits[0]
     with_lib = any(r.area_um2 is not None for r in reports.values())
     head = ["config", "cells", "NAND2-eq", "transistors"]
     if with_lib:
         head += ["µm²", "NAND2-eq (lib)"]
-    head += [f"{s} NAND2-eq" for s in subs]
+    head += [f"{g} NAND2-eq" for g in groups]
     rows = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for name, r in reports.items():
         row = [name, _fmt(r.cells), _fmt(r.nand2_eq), _fmt(r.transistors)]
         if with_lib:
             row += [_fmt(r.area_um2), _fmt(r.lib_nand2_eq)]
-        row += [_fmt(r.submodules[s].nand2_eq) if s in r.submodules else "–" for s in subs]
+        for g in groups:
+            parts = [r.submodules[s].nand2_eq for s in r.submodules if owner[s] == g]
+            row.append(_fmt(sum(parts)) if parts else "–")
         rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows) + "\n"
 

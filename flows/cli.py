@@ -199,7 +199,7 @@ def cmd_area(args, progress: _Progress) -> int:
         reports[name] = _area_one(args.unit, name, params, liberty, out / args.unit / name, progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.unit}-area.json").write_text(reports_to_json(reports))
-    print(area_table(reports), end="")
+    print(area_table(reports, _units.get_unit(args.unit).area_groups), end="")
     return 0
 
 
@@ -252,9 +252,10 @@ def cmd_run(args, progress: _Progress) -> int:
                           f"{'PASS' if r['passed'] else '**FAIL**'} | {r['seconds']} |")
             if not entry["regression"]:
                 md.append(f"| {name} | – | – | – | no testbench | – |")
-        md += ["", "### Area", "", area_table(areas)]
+        table = area_table(areas, spec.area_groups)
+        md += ["", "### Area", "", table]
         print(f"## {unit}\n")
-        print(area_table(areas))
+        print(table)
     if liberty:
         md.append(f"Liberty: `{liberty}`. ")
     md.append("Method: docs/area.md (NAND2-eq weights, transistor counts, caveats).")

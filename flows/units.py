@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["UnitSpec", "UNITS", "register_unit", "get_unit", "parse_params", "top_name"]
 
@@ -29,12 +29,16 @@ class UnitSpec:
             result has ``.vectors``, ``.mismatches``, ``.passed`` and ``.details``;
             ``None`` if the unit has no testbench yet.
         description: one line for ``--help``.
+        area_groups: breakdown columns of the area table: name → submodule patterns
+            (``fnmatch``; ``"(top)"`` is the top module's own logic); ``None`` = one column
+            per submodule.
     """
 
     factory: Callable[..., Any]
     default_configs: Mapping[str, Mapping[str, Any]]
     regression: Callable[..., Any] | None = None
     description: str = ""
+    area_groups: Mapping[str, Sequence[str]] | None = None
 
 
 def _dotprod_factory(**params):
@@ -58,6 +62,13 @@ UNITS: dict[str, UnitSpec] = {
         },
         regression=_dotprod_regression,
         description="block dot product (BlockDotProduct): FP8/FP4/mixed, split or shared",
+        area_groups={
+            "multipliers": ["lanes_*"],
+            "adder tree": ["tree_*"],
+            "scale & FP32 round": ["scale"],
+            "accumulator": ["accumulator"],
+            "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
+        },
     ),
 }
 

@@ -121,3 +121,14 @@ def test_area_table_markdown(toy_report):
     lines = table.strip().splitlines()
     assert lines[0].startswith("| config | cells | NAND2-eq | transistors")
     assert len(lines) == 4 and lines[2].startswith("| a |") and lines[3].endswith("– |")
+
+
+def test_area_table_groups_sum_submodules(toy_report):
+    subs = list(toy_report.submodules)
+    groups = {"everything": ["*"]}
+    table = area_table({"a": toy_report}, groups)
+    cell = table.strip().splitlines()[2].split("|")[-2].strip()
+    total = sum(toy_report.submodules[s].nand2_eq for s in subs)
+    assert float(cell.replace(",", "")) == pytest.approx(total, abs=0.06)
+    with pytest.raises(ValueError, match="in no breakdown group"):
+        area_table({"a": toy_report}, {"nothing": ["no_such_module"]})
