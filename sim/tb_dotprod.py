@@ -14,6 +14,7 @@ import os
 import random
 
 import cocotb
+import torch
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -67,13 +68,47 @@ async def _drive(dut, payloads, rng, p_gap, p_stall, stop_after=None, max_result
             return sent, results
 
 
+async def _measure_timing(dut, unit, phase):
+    """Back-to-back input with the output always ready, as one long dot product: count the cycles
+    the stream takes and the clock edges from the handshake of its ``last`` pair (inclusive) to
+    ``o.valid``."""
+    p = phase.pairs
+    last = torch.zeros_like(p.last)
+    last[-1] = True
+    single = BlockPairs(p.w_codes, p.a_codes, p.w_fp8, p.a_fp8, p.w_scale, p.a_scale, last)
+    payloads = pack_payloads(unit.input_layout, single, unit.formats)
+    await _reset(dut)
+    dut.o__ready.value = 1
+    cycles = 0
+    for payload in payloads:
+        await RisingEdge(dut.clk)
+        dut.i__payload.value = payload
+        dut.i__valid.value = 1
+        await ReadOnly()
+        cycles += 1
+        while not int(dut.i__ready.value):  # stalled: hold the pair
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            cycles += 1
+    await RisingEdge(dut.clk)  # the final handshake happens at this edge
+    dut.i__valid.value = 0
+    latency = 0
+    while latency < 4 * unit.latency:
+        await ReadOnly()
+        latency += 1
+        if int(dut.o__valid.value):
+            break
+        await RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    return {"pairs": len(payloads), "cycles": cycles, "latency": latency}
+
+
 @cocotb.test()
 async def stream(dut):
     """Drive one caller-given BlockPairs stream (saved with torch.save at params["stimulus"]) and
     write the RTL's results (FP32 bit patterns) to the result file. Run it alone (testcase)."""
     params = json.loads(os.environ["MPGEN_TB_PARAMS"])
     assert "stimulus" in params, "the stream test needs params['stimulus'] (a torch.save file)"
-    import torch
     pairs = BlockPairs(**torch.load(params["stimulus"]))
     unit = BlockDotProduct(**params["config"])
     rng = random.Random(params["seed"])
@@ -125,6 +160,14 @@ async def regression(dut):
                                      "gap": p_gap, "stall": p_stall}
         dut._log.info("%s: %d vectors, %d results, %d mismatches", phase.name, accepted, len(got), len(bad))
 
+    # Timing contract: throughput one block pair per cycle, latency pipeline + 1 cycles.
+    timing = await _measure_timing(dut, unit, make_phases(config, quick=True, seed=seed)[-1])
+    dut._log.info("timing: %s", timing)
+    if timing["latency"] != unit.latency or timing["cycles"] != timing["pairs"]:
+        mismatches += 1
+        first.append(f"timing: {timing}, expected latency {unit.latency} and one pair per cycle")
+    phases_report["timing"] = {"vectors": timing["pairs"], "results": 1, "mismatches": 0,
+                               "gap": 0.0, "stall": 0.0, **timing}
     report = {"vectors": vectors, "results": results_checked, "mismatches": mismatches,
               "phases": phases_report, "first_mismatches": "\n".join(first[:20])}
     path = os.environ.get("MPGEN_TB_RESULT")

@@ -55,6 +55,9 @@ def test_dotprod_verilator_full(name, record_property):
     if fmt == "mixed":
         assert set(EXHAUSTIVE_PAIRS) <= set(result.phases)
     assert result.phases["reset_mid_stream"]["vectors"] > 0
+    timing = result.phases["timing"]
+    assert timing["latency"] == FULL_CONFIGS[name].get("pipeline", 2) + 1
+    assert timing["cycles"] == timing["pairs"]  # one block pair per cycle, sustained
 
 
 @pytest.mark.sim
