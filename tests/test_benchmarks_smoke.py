@@ -1,0 +1,48 @@
+"""Smoke runs of the benchmark scripts (--quick): they exit 0 and print their figure lines.
+
+Speed is not checked. bench_sim.py and bench_synth.py need simulators / Yosys and minutes; they
+are not run here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+FIGURE = re.compile(r"^FIGURE (\S+) = (\S+) (.+?)(?:  \(.*)?$", re.M)  # name = value unit  (detail)
+
+
+def _run(script: str) -> dict[str, tuple[float, str]]:
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    figs = {m.group(1): (float(m.group(2)), m.group(3)) for m in FIGURE.finditer(proc.stdout)}
+    print(proc.stdout)
+    return figs
+
+
+def test_bench_golden_quick():
+    figs = _run("bench_golden.py")
+    expected = {"nvfp4.torchao_recipe": "elements/s", "nvfp4.exact_recipe": "elements/s",
+                "fgmp.quantize": "elements/s", "dotprod.dot_products": "block pairs/s"}
+    for name, unit in expected.items():
+        assert name in figs, f"missing figure {name}"
+        value, got_unit = figs[name]
+        assert value > 0 and got_unit == unit
+    try:
+        import torchao.prototype.mx_formats.nvfp4_tensor  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pytest.skip("torchao not importable: its figure is not printed")
+    assert figs["nvfp4.torchao_lib"][0] > 0
+
+
+def test_bench_generate_quick():
+    figs = _run("bench_generate.py")
+    for name in ("fp8-only", "fp4-only", "mixed-split", "mixed-shared"):
+        value, unit = figs[f"generate.{name}"]
+        assert value > 0 and unit == "s"
