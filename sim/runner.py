@@ -421,7 +421,10 @@ def run_cocotb(
     result_json = test_dir / "result.json"
     sim_log = test_dir / "sim.log"
 
-    env = {PARAMS_ENV: params_json, RESULT_ENV: str(result_json)}
+    env = {PARAMS_ENV: params_json, RESULT_ENV: str(result_json),
+           # cocotb applies pytest's assertion rewriting to every imported module by default
+           # ("*.py"), recompiling all of torch on each run (~10 s); only the testbench needs it.
+           "COCOTB_REWRITE_ASSERTION_FILES": f"{test_module.rsplit('.', 1)[-1]}.py"}
     if seed is not None:
         env["COCOTB_RANDOM_SEED"] = str(int(seed))
     if timeout_s is not None:
