@@ -91,7 +91,17 @@ async def reset(dut, cycles: int = 2, *, clk: str = "clk", rst: str = "rst") -> 
     rst_sig.value = 0
 
 
-class StreamDriver:
+class _StreamEnd:
+    """The ``payload``/``valid``/``ready`` handles of stream ``<prefix>`` and its clock."""
+
+    def __init__(self, dut, prefix: str, clk):
+        self.payload = _port(dut, f"{prefix}__payload")
+        self.valid = _port(dut, f"{prefix}__valid")
+        self.ready = _port(dut, f"{prefix}__ready")
+        self.clk = clk
+
+
+class StreamDriver(_StreamEnd):
     """Sends payload integers into the design's input stream ``<prefix>``.
 
     Args:
@@ -109,10 +119,7 @@ class StreamDriver:
                  rng: random.Random | None = None):
         if not 0.0 <= idle_prob < 1.0:
             raise ValueError(f"idle_prob must be in [0, 1), not {idle_prob}")
-        self.payload = _port(dut, f"{prefix}__payload")
-        self.valid = _port(dut, f"{prefix}__valid")
-        self.ready = _port(dut, f"{prefix}__ready")
-        self.clk = clk
+        _StreamEnd.__init__(self, dut, prefix, clk)
         self.idle_prob = idle_prob
         self.rng = rng if rng is not None else random.Random(_seed(prefix, 0))
         self.sent = 0
@@ -142,7 +149,7 @@ class StreamDriver:
         return cocotb.start_soon(self.send(list(items)))
 
 
-class StreamSink:
+class StreamSink(_StreamEnd):
     """Consumes the design's output stream ``<prefix>`` with random back-pressure.
 
     ``ready`` is low with probability *stall_prob* in each cycle (drawn from *rng*).
@@ -154,10 +161,7 @@ class StreamSink:
                  rng: random.Random | None = None, signed: bool = False):
         if not 0.0 <= stall_prob < 1.0:
             raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob}")
-        self.payload = _port(dut, f"{prefix}__payload")
-        self.valid = _port(dut, f"{prefix}__valid")
-        self.ready = _port(dut, f"{prefix}__ready")
-        self.clk = clk
+        _StreamEnd.__init__(self, dut, prefix, clk)
         self.stall_prob = stall_prob
         self.rng = rng if rng is not None else random.Random(_seed(prefix, 1))
         self.signed = signed
@@ -205,10 +209,7 @@ class StreamMonitor(StreamSink):
     """
 
     def __init__(self, dut, prefix: str, clk, *, signed: bool = False):
-        self.payload = _port(dut, f"{prefix}__payload")
-        self.valid = _port(dut, f"{prefix}__valid")
-        self.ready = _port(dut, f"{prefix}__ready")
-        self.clk = clk
+        _StreamEnd.__init__(self, dut, prefix, clk)
         self.signed = signed
         self.items = []
         self.cycles = 0
