@@ -60,6 +60,21 @@ class FGMPTensor:
     tensor_scale: torch.Tensor
     shape: torch.Size
 
+    @classmethod
+    def from_nvfp4(cls, t) -> "FGMPTensor":
+        """An all-NVFP4 FGMP tensor holding exactly the codes and scales of ``t``
+        (:class:`mpgen.golden.nvfp4.NVFP4Tensor`, e.g. from ``NVFP4Tensor.from_torchao``); its
+        per-tensor scale is ``t.tensor_scale`` (1.0 for single-level scaling)."""
+        from .nvfp4 import NVFP4Tensor
+
+        if not isinstance(t, NVFP4Tensor):
+            raise TypeError(f"expected an NVFP4Tensor, got {type(t).__name__}")
+        codes = t.codes.reshape(*t.codes.shape[:-1], -1, BLOCK)
+        ts = torch.tensor(1.0) if t.tensor_scale is None else t.tensor_scale
+        return cls(codes=codes, is_fp8=torch.zeros(codes.shape[:-1], dtype=torch.bool),
+                   block_scale=t.block_scale, tensor_scale=ts.to(torch.float32).reshape(()),
+                   shape=t.codes.shape)
+
     def element_values(self) -> torch.Tensor:
         """float32 ``[..., nblocks, BLOCK]`` decoded elements without scales (E2M1 values in NVFP4
         blocks, E4M3 values in FP8 blocks)."""

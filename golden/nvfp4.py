@@ -181,6 +181,44 @@ class NVFP4Tensor:
         """Decoded E2M1 element values (float32) without any scale."""
         return E2M1.decode(self.codes)
 
+    @classmethod
+    def from_torchao(cls, t) -> "NVFP4Tensor":
+        """Our view of a torchao ``NVFP4Tensor`` (``torchao.prototype.mx_formats``): unpacked E2M1
+        codes of its ``qdata``, the UE4M3 codes of its ``scale`` and its ``per_tensor_scale``.
+
+        Nothing is re-quantized, so a torchao-quantized tensor can go straight into
+        :func:`mpgen.golden.fgmp.FGMPTensor.from_nvfp4` and the simulated hardware. Swizzled scales
+        and block sizes other than 16 are refused with ``ValueError``.
+        """
+        for attr in ("qdata", "scale"):
+            if not hasattr(t, attr):
+                raise TypeError(f"expected a torchao NVFP4Tensor (with .{attr}), got {type(t).__name__}")
+        if getattr(t, "is_swizzled_scales", False):
+            raise ValueError("swizzled scales are not supported: quantize with is_swizzled_scales=False")
+        if getattr(t, "block_size", BLOCK) != BLOCK:
+            raise ValueError(f"NVFP4 block size must be {BLOCK}, got {t.block_size}")
+        return cls.from_torchao_parts(t.qdata, t.scale, getattr(t, "per_tensor_scale", None))
+
+    @classmethod
+    def from_torchao_parts(cls, qdata: torch.Tensor, scale: torch.Tensor,
+                           per_tensor_scale: torch.Tensor | None = None) -> "NVFP4Tensor":
+        """From torchao's raw outputs: packed ``qdata`` (uint8 or float4_e2m1fn_x2, two codes a
+        byte, element 2j in the low nibble) and float8_e4m3fn (or uint8) block ``scale``
+        (what ``nvfp4_quantize`` returns), plus the optional float32 per-tensor scale."""
+        from .packing import codes_from_torch, unpack_fp4
+
+        packed = qdata.view(torch.uint8) if qdata.dtype != torch.uint8 else qdata
+        codes = unpack_fp4(packed.contiguous())
+        sc = codes_from_torch(scale) if scale.dtype != torch.uint8 else scale
+        sc = sc.reshape(*codes.shape[:-1], -1)
+        if sc.shape[-1] * BLOCK != codes.shape[-1]:
+            raise ValueError(f"{sc.shape[-1]} scales per row do not cover {codes.shape[-1]} elements "
+                             f"in blocks of {BLOCK}")
+        if bool((sc >> UE4M3.width).any()):
+            raise ValueError("negative block scales: UE4M3 scales must have a zero sign bit")
+        ts = None if per_tensor_scale is None else _validate_tensor_scale(per_tensor_scale)
+        return cls(codes=codes, block_scale=sc, tensor_scale=ts, recipe="torchao")
+
     def dequantize(self) -> torch.Tensor:
         """float32 tensor ``code · s_b · s_t``: the exact product (≤ 30 significant bits, computed in
         float64) rounded once to float32."""
