@@ -152,3 +152,24 @@ def test_bad_block_pairs_are_rejected(n, bs, dtype):
     else:
         with pytest.raises(ValueError, match="block size"):
             BlockPairs(codes, codes, flags, flags, scales, scales, last)
+
+
+def test_fgmp_matmul_validates_operands():
+    from mpgen.golden.dotprod import fgmp_matmul, pairs_from_fgmp
+    from mpgen.golden.fgmp import fgmp_quantize
+
+    a = fgmp_quantize(torch.randn(2, 32), torch.zeros(2, 2, dtype=torch.bool))
+    w = fgmp_quantize(torch.randn(3, 48), torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="reduction dims differ"):
+        pairs_from_fgmp(a, w)
+    with pytest.raises(TypeError, match="FGMPTensor"):
+        fgmp_matmul(a, torch.randn(3, 32))
+    a3 = fgmp_quantize(torch.randn(2, 2, 32), torch.zeros(2, 2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="2-D"):
+        pairs_from_fgmp(a3, a3)
+    # a valid pair: results in (m, n) order, matching the dequantized matmul closely
+    w2 = fgmp_quantize(torch.randn(3, 32), torch.tensor([[True, False]] * 3))
+    out = fgmp_matmul(a, w2)
+    ref = a.dequantize().double() @ w2.dequantize().double().T
+    assert out.shape == (2, 3)
+    assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-6)
