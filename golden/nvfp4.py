@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .formats import E2M1, E4M3, UE4M3, FloatFormat
+from .formats import E2M1, E4M3, UE4M3
 
 __all__ = [
     "BLOCK",

@@ -191,7 +191,6 @@ def make_phases(config: dict, *, quick: bool = False, seed: int = 1) -> list[Pha
 def pack_payloads(layout, pairs: BlockPairs, formats: str) -> list[int]:
     """Pack each block pair into the integer value of the DUT's input payload, field offsets
     read from the Amaranth layout (the RTL's own definition)."""
-    bs = pairs.block_size
     offs = {name: f.offset for name, f in layout}
     sub = {name: {n: f.offset for n, f in layout[name].shape} for name in ("w", "a")}
     elem_w = E2M1.width if formats == "fp4" else E4M3.width

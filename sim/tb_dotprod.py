@@ -13,7 +13,7 @@ import random
 
 import cocotb
 import torch
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from mpgen.golden.dotprod import BlockPairs, dot_products
 from mpgen.rtl.dotprod import BlockDotProduct
