@@ -1,8 +1,13 @@
-"""cocotb test of the combinational ``FP32Adder`` against numpy's IEEE float32 addition.
+"""cocotb tests of the combinational FP32 blocks of ``rtl/arith.py``.
 
-The reference applies the adder's documented deviations from IEEE 754 (``rtl/arith.py``):
-subnormal inputs read as zero, results below the normal range flush to +0, and every zero result
-is +0. NaN inputs and ∞ − ∞ are outside its contract and are not generated.
+``adder``: ``FP32Adder`` against numpy's IEEE float32 addition, with the adder's documented
+deviations from IEEE 754: subnormal inputs read as zero, results below the normal range flush to
++0, and every zero result is +0. NaN inputs and ∞ − ∞ are outside its contract and are not
+generated.
+
+``to_fp32``: ``ToFP32`` (integer · 2**exponent → FP32, RNE) against an exact float64 scaling
+followed by one numpy float32 rounding; results below the normal range flush to a zero of their
+sign, a zero magnitude gives +0, overflow gives ±∞ (its docstring).
 """
 
 from __future__ import annotations
@@ -78,5 +83,51 @@ async def adder(dut):
             if len(first) < 10:
                 first.append(f"{a[i]!r} + {b[i]!r}: got {got:#010x} expected {int(want[i]):#010x}")
     write_tb_result({"vectors": len(a), "mismatches": mismatches, "first_mismatches": "\n".join(first)},
+                    merge=False)
+    assert mismatches == 0, "\n".join(first)
+
+
+def to_fp32_reference(sign, mag, exp) -> np.ndarray:
+    """Bit patterns of fl32((-1)**sign · mag · 2**exp): mag < 2**53, so the float64 is exact."""
+    import math
+    out = []
+    for s_, m, e in zip(sign, mag, exp):
+        v = math.ldexp(float(int(m)), int(e))  # exact (float64 range covers every case here)
+        with np.errstate(over="ignore"):
+            f = np.float32(-v if s_ else v)
+        if m == 0:
+            f = np.float32(0.0)        # an exact zero is +0
+        elif abs(f) < TINY:
+            f = np.float32(-0.0 if s_ else 0.0)  # underflow flushes to a signed zero
+        out.append(int(np.array(f, dtype=np.float32).view(np.uint32)))
+    return np.array(out, dtype=np.uint64)
+
+
+@cocotb.test()
+async def to_fp32(dut):
+    params = tb_params()
+    width, exp_width = int(params["width"]), int(params["exp_width"])
+    n, rng = int(params.get("vectors", 20000)), np.random.default_rng(int(params.get("seed", 1)))
+    lo, hi = -(1 << (exp_width - 1)), (1 << (exp_width - 1))
+    sign = rng.integers(0, 2, n)
+    nbits = rng.integers(0, width + 1, n)  # magnitudes of every length, so every shift occurs
+    mag = np.array([int(rng.integers(0, 2**62)) >> (62 - b) if b else 0 for b in nbits], dtype=object)
+    mag[: n // 10] = [(1 << int(b)) - 1 for b in nbits[: n // 10]]  # all ones: rounding carries out
+    exp = rng.integers(lo, hi, n)
+    exp[n // 10: n // 5] = rng.integers(-200, 120, n // 10)  # mostly normal results
+    want = to_fp32_reference(sign, mag, exp)
+    mismatches, first = 0, []
+    for i in range(n):
+        dut.sign.value = int(sign[i])
+        dut.magnitude.value = int(mag[i])
+        dut.exponent.value = int(exp[i])
+        await Timer(1, unit="ns")
+        got = int(dut.result.value)
+        if got != int(want[i]):
+            mismatches += 1
+            if len(first) < 10:
+                first.append(f"{'-' if sign[i] else ''}{mag[i]}·2^{exp[i]}: got {got:#010x} "
+                             f"expected {int(want[i]):#010x}")
+    write_tb_result({"vectors": n, "mismatches": mismatches, "first_mismatches": "\n".join(first)},
                     merge=False)
     assert mismatches == 0, "\n".join(first)

@@ -25,8 +25,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for nodeid, outcome, value in sorted(rows):
             terminalreporter.write_line(f"{outcome:6s} {value}  {nodeid}")
             total += int(str(value).split()[0])
-        terminalreporter.write_line(f"total: {total} vectors checked, all compared bit for bit "
-                                    "with the golden model")
+        failed = sum(outcome == "failed" for _, outcome, _ in rows)
+        verdict = (f"{failed} regression(s) FAILED" if failed
+                   else "every one matched its reference bit for bit")
+        terminalreporter.write_line(f"total: {total} vectors checked; {verdict}")
 
 
 @pytest.fixture
