@@ -21,6 +21,24 @@ from mpgen.sim.stream import tb_params, write_tb_result
 TINY = np.float32(np.finfo(np.float32).tiny)
 
 
+async def _check(dut, output: str, inputs: list[dict], want, labels: list[str]):
+    """Apply each input assignment to the combinational DUT, compare ``output`` with ``want``,
+    write the counts for the runner and fail on any mismatch."""
+    mismatches, first = 0, []
+    for i, assignment in enumerate(inputs):
+        for port, value in assignment.items():
+            getattr(dut, port).value = value
+        await Timer(1, unit="ns")
+        got = int(getattr(dut, output).value)
+        if got != int(want[i]):
+            mismatches += 1
+            if len(first) < 10:
+                first.append(f"{labels[i]}: got {got:#010x} expected {int(want[i]):#010x}")
+    write_tb_result({"vectors": len(inputs), "mismatches": mismatches,
+                     "first_mismatches": "\n".join(first)}, merge=False)
+    assert mismatches == 0, "\n".join(first)
+
+
 def _bits(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32).view(np.uint32)
 
@@ -72,19 +90,8 @@ async def adder(dut):
     a, b = stimulus(int(params.get("vectors", 20000)), int(params.get("seed", 1)))
     want = reference(a, b)
     ab, bb = _bits(a), _bits(b)
-    mismatches, first = 0, []
-    for i in range(len(a)):
-        dut.a.value = int(ab[i])
-        dut.b.value = int(bb[i])
-        await Timer(1, unit="ns")
-        got = int(dut.sum.value)
-        if got != int(want[i]):
-            mismatches += 1
-            if len(first) < 10:
-                first.append(f"{a[i]!r} + {b[i]!r}: got {got:#010x} expected {int(want[i]):#010x}")
-    write_tb_result({"vectors": len(a), "mismatches": mismatches, "first_mismatches": "\n".join(first)},
-                    merge=False)
-    assert mismatches == 0, "\n".join(first)
+    await _check(dut, "sum", [{"a": int(x), "b": int(y)} for x, y in zip(ab, bb)], want,
+                 [f"{x!r} + {y!r}" for x, y in zip(a, b)])
 
 
 def to_fp32_reference(sign, mag, exp) -> np.ndarray:
@@ -116,18 +123,7 @@ async def to_fp32(dut):
     exp = rng.integers(lo, hi, n)
     exp[n // 10: n // 5] = rng.integers(-200, 120, n // 10)  # mostly normal results
     want = to_fp32_reference(sign, mag, exp)
-    mismatches, first = 0, []
-    for i in range(n):
-        dut.sign.value = int(sign[i])
-        dut.magnitude.value = int(mag[i])
-        dut.exponent.value = int(exp[i])
-        await Timer(1, unit="ns")
-        got = int(dut.result.value)
-        if got != int(want[i]):
-            mismatches += 1
-            if len(first) < 10:
-                first.append(f"{'-' if sign[i] else ''}{mag[i]}·2^{exp[i]}: got {got:#010x} "
-                             f"expected {int(want[i]):#010x}")
-    write_tb_result({"vectors": n, "mismatches": mismatches, "first_mismatches": "\n".join(first)},
-                    merge=False)
-    assert mismatches == 0, "\n".join(first)
+    await _check(dut, "result",
+                 [{"sign": int(sg), "magnitude": int(m), "exponent": int(e)}
+                  for sg, m, e in zip(sign, mag, exp)], want,
+                 [f"{'-' if sg else ''}{m}·2^{e}" for sg, m, e in zip(sign, mag, exp)])
