@@ -61,17 +61,13 @@ def element_fixed_table(fmt) -> torch.Tensor:
 
 def scale_mant_shift_table() -> tuple[torch.Tensor, torch.Tensor]:
     """(mant, shift) of every UE4M3 code: value = mant · 2**shift · 2**SCALE_LSB."""
-    mants, shifts = [], []
-    for c in range(1 << UE4M3.width):
-        _, e, m = UE4M3.fields(c)
-        mants.append(((1 << UE4M3.man_bits) if e else 0) | m)
-        shifts.append(max(e, 1) - 1)
+    _, mants, shifts = zip(*(UE4M3.mant_shift(c) for c in range(1 << UE4M3.width)))
     return torch.tensor(mants, dtype=torch.int64), torch.tensor(shifts, dtype=torch.int64)
 
 
 _E4M3_INT = element_fixed_table(E4M3)
 _E2M1_INT = element_fixed_table(E2M1)
-_E4M3_NAN = torch.tensor([E4M3.is_nan_code(c) for c in range(256)])
+_E4M3_NAN = torch.tensor([E4M3.is_nan_code(c) for c in range(1 << E4M3.width)])
 _SCALE_MANT, _SCALE_SHIFT = scale_mant_shift_table()
 _SCALE_NAN = torch.tensor([UE4M3.is_nan_code(c) for c in range(1 << UE4M3.width)])
 
@@ -127,7 +123,7 @@ def _operand(codes, fp8, scale):
     """Element integers (units 2**ELEMENT_LSB), scale mant/shift and NaN flag of one operand."""
     c = codes.to(torch.int64)
     fp8c = fp8[:, None]
-    ints = torch.where(fp8c, _E4M3_INT[c], _E2M1_INT[c & 0xF])
+    ints = torch.where(fp8c, _E4M3_INT[c], _E2M1_INT[c & ((1 << E2M1.width) - 1)])
     elem_nan = (fp8c & _E4M3_NAN[c]).any(dim=1)
     s = torch.where(fp8, torch.full_like(scale, FP8_IMPLICIT_SCALE_CODE), scale).to(torch.int64)
     nan = elem_nan | (~fp8 & _SCALE_NAN[s])

@@ -106,6 +106,18 @@ class FloatFormat:
         _, e, m = self.fields(code)
         return self.has_inf and e == self.max_exp_field and m == 0
 
+    def mant_shift(self, code: int) -> tuple[int, int, int]:
+        """``(sign, mant, shift)`` with magnitude ``mant << shift`` at :attr:`lsb_exponent`.
+
+        ``mant`` carries the hidden bit (``man_bits + 1`` wide, 0 for subnormals) and
+        ``shift = max(exponent, 1) - 1``, so normals and subnormals share one rule: the split the
+        multipliers use (``mpgen.rtl.arith.unpack`` is its hardware twin). NaN/Inf codes give the
+        fields' values without meaning.
+        """
+        s, e, m = self.fields(code)
+        hidden = 1 if (e or not self.subnormals) else 0
+        return s, (hidden << self.man_bits) | m, max(e, 1) - 1
+
     def fixed_point(self, code: int) -> tuple[int, int]:
         """Exact value of a finite code as ``(integer, exponent)`` with value = integer·2**exponent.
 
@@ -115,13 +127,10 @@ class FloatFormat:
         """
         if self.is_nan_code(code) or self.is_inf_code(code):
             raise ValueError(f"{self.name}: code {code:#x} is not finite")
-        s, e, m = self.fields(code)
         if self.man_bits == 0:
-            return (1, e - self.bias)
-        if e == 0 and self.subnormals:
-            mag = m
-        else:
-            mag = ((1 << self.man_bits) + m) << (e - 1)
+            return (1, self.fields(code)[1] - self.bias)
+        s, mant, shift = self.mant_shift(code)
+        mag = mant << shift
         return (-mag if s else mag, self.lsb_exponent)
 
     def value(self, code: int) -> float:

@@ -19,10 +19,11 @@ from mpgen.golden.formats import E2M1, E4M3, UE4M3
 __all__ = ["Phase", "make_phases", "pack_payloads", "run_dotprod_regression", "RegressionResult",
            "simulate_dotprod"]
 
-_E4M3_NAN = [c for c in range(256) if E4M3.is_nan_code(c)]
-_E4M3_FINITE = [c for c in range(256) if not E4M3.is_nan_code(c)]
+_E4M3_CODES = range(1 << E4M3.width)
+_E4M3_NAN = [c for c in _E4M3_CODES if E4M3.is_nan_code(c)]
+_E4M3_FINITE = [c for c in _E4M3_CODES if not E4M3.is_nan_code(c)]
 _UE4M3_FINITE = [c for c in range(1 << UE4M3.width) if not UE4M3.is_nan_code(c)]
-_E4M3_SUBNORMALS = [c for c in range(256) if E4M3.fields(c)[1] == 0 and c & 0x7F]
+_E4M3_SUBNORMALS = [c for c in _E4M3_CODES if E4M3.fields(c)[1] == 0 and E4M3.fields(c)[2]]
 _FP4_CODES = list(range(1 << E2M1.width))
 MODES = ((False, False), (False, True), (True, False), (True, True))  # (w_fp8, a_fp8)
 
@@ -233,23 +234,29 @@ class RegressionResult:
                 f"{self.seconds:.1f} s)")
 
 
+def _run_tb(dut, testcase: str, params: dict, *, simulator, seed, build_root):
+    """Run one test of :mod:`mpgen.sim.tb_dotprod` on ``dut``'s Verilog (build cached)."""
+    from mpgen.rtl.emit import to_verilog
+
+    from .runner import run_cocotb
+
+    return run_cocotb(to_verilog(dut, "dotprod"), "dotprod", "mpgen.sim.tb_dotprod",
+                      simulator=simulator, seed=seed, testcase=testcase, build_root=build_root,
+                      params={"config": dut.params, "seed": seed, **params})
+
+
 def run_dotprod_regression(config: dict, *, simulator: str = "verilator", quick: bool = True,
                            seed: int | None = None, build_root=None) -> RegressionResult:
     """Generate the RTL for ``config``, run the cocotb regression on ``simulator``, return counts."""
     import time
 
     from mpgen.rtl.dotprod import BlockDotProduct
-    from mpgen.rtl.emit import to_verilog
-
-    from .runner import run_cocotb
 
     dut = BlockDotProduct(**config)  # validates the parameters before anything is built
     seed = 1 if seed is None else seed
     t0 = time.monotonic()
-    kwargs = {"build_root": build_root} if build_root is not None else {}
-    run = run_cocotb(to_verilog(dut, "dotprod"), "dotprod", "mpgen.sim.tb_dotprod",
-                     simulator=simulator, seed=seed, testcase="regression",
-                     params={"config": dut.params, "quick": quick, "seed": seed}, **kwargs)
+    run = _run_tb(dut, "regression", {"quick": quick}, simulator=simulator, seed=seed,
+                  build_root=build_root)
     res = run.result or {}
     mism = int(res.get("mismatches", -1))
     return RegressionResult(
@@ -272,9 +279,8 @@ def simulate_dotprod(config: dict, pairs: BlockPairs, *, simulator: str = "veril
     from pathlib import Path
 
     from mpgen.rtl.dotprod import BlockDotProduct
-    from mpgen.rtl.emit import to_verilog
 
-    from .runner import SimulationError, run_cocotb
+    from .runner import SimulationError
 
     if not isinstance(pairs, BlockPairs):
         raise TypeError("pairs must be a mpgen.golden.dotprod.BlockPairs")
@@ -288,11 +294,8 @@ def simulate_dotprod(config: dict, pairs: BlockPairs, *, simulator: str = "veril
         stim = Path(tmp) / "stimulus.pt"
         torch.save({k: getattr(pairs, k) for k in ("w_codes", "a_codes", "w_fp8", "a_fp8",
                                                     "w_scale", "a_scale", "last")}, stim)
-        kwargs = {"build_root": build_root} if build_root is not None else {}
-        run = run_cocotb(to_verilog(dut, "dotprod"), "dotprod", "mpgen.sim.tb_dotprod",
-                         simulator=simulator, seed=seed, testcase="stream",
-                         params={"config": dut.params, "seed": seed, "stimulus": str(stim),
-                                 "gap": gap, "stall": stall}, **kwargs)
+        run = _run_tb(dut, "stream", {"stimulus": str(stim), "gap": gap, "stall": stall},
+                      simulator=simulator, seed=seed, build_root=build_root)
     if not run.passed or not run.result:
         raise SimulationError(f"simulation of the stream failed; see {run.test_dir}")
     return [int(x) for x in run.result["results"]]
