@@ -4,6 +4,7 @@
     mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
     mpgen area UNIT [--liberty FILE]                                Yosys area
     mpgen run [-o DIR] [--liberty FILE]                             all of it, all units
+    mpgen study NAME [ARGS ...]                                     model/design studies (docs tables)
 
 Without ``--config``/``--param`` a command covers every default configuration of the
 unit; ``--config NAME`` picks one, ``--param k=v`` overrides (or, alone, defines a
@@ -267,6 +268,25 @@ def cmd_run(args, progress: _Progress) -> int:
     return 0
 
 
+#: Studies that regenerate tables in docs/: name → (module with ``main(argv) -> int``, help).
+STUDIES: dict[str, tuple[str, str]] = {
+    "fgmp-policy": ("mpgen.flows.fgmp_study",
+                    "FGMP policy vs baselines on the real models (docs/fgmp_policy.md)"),
+    "fineq-accuracy": ("mpgen.flows.fineq_study",
+                       "FineQ vs RTN INT2/3/4 on real weights (docs/fineq.md)"),
+    "fineq-area": ("mpgen.flows.fineq_area",
+                   "FineQ temporal array vs multiplier baselines: area and cycles (docs/fineq_hw.md)"),
+}
+
+
+def cmd_study(args, progress: _Progress) -> int:
+    import importlib
+    if args.name not in STUDIES:
+        raise CLIError(f"unknown study {args.name!r}; choose from: {', '.join(STUDIES)}")
+    module = importlib.import_module(STUDIES[args.name][0])
+    return int(module.main(list(args.args)) or 0)
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -338,6 +358,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--unit", action="append", metavar="UNIT",
                     help="only this unit (repeatable; default: all units)")
     sp.set_defaults(func=cmd_run)
+
+    study_help = "\n".join(f"  {n:15s} {h}" for n, (_, h) in STUDIES.items())
+    sp = sub.add_parser("study", help="run a model or design study (the tables in docs/)",
+                        description="Run a study; arguments after NAME go to the study "
+                                    "(`mpgen study NAME --help` lists them).",
+                        epilog=f"studies:\n{study_help}",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("name", metavar="NAME", help=f"study name ({', '.join(STUDIES)})")
+    sp.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the study")
+    sp.set_defaults(func=cmd_study)
     return p
 
 
