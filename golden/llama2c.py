@@ -34,8 +34,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["Llama2cConfig", "Llama2cModel", "MatmulFn", "load_llama2c", "generate", "mean_nll",
-           "RMS_EPS", "ROPE_THETA", "BOS"]
+__all__ = ["Llama2cConfig", "Llama2cModel", "Llama2cModule", "MatmulFn", "load_llama2c", "generate",
+           "mean_nll", "RMS_EPS", "ROPE_THETA", "BOS"]
 
 RMS_EPS = 1e-5
 ROPE_THETA = 10000.0
@@ -281,3 +281,91 @@ def mean_nll(model: Llama2cModel, tokens: torch.Tensor, matmul: MatmulFn | None 
     forcing, one forward pass)."""
     logits = model.forward(tokens, matmul)[:-1].double()
     return float(torch.nn.functional.cross_entropy(logits, tokens[1:].long()))
+
+
+class _Llama2cBlock(torch.nn.Module):
+    """One transformer layer's weights as ``nn.Linear`` modules (registered in forward order)."""
+
+    def __init__(self, model: Llama2cModel, layer: int):
+        super().__init__()
+        self.rms_att = torch.nn.Parameter(model.rms_att[layer].clone())
+        for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2"):
+            w = getattr(model, n)[layer]
+            lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+            lin.weight = torch.nn.Parameter(w.clone())
+            setattr(self, n, lin)
+            if n == "wo":
+                self.rms_ffn = torch.nn.Parameter(model.rms_ffn[layer].clone())
+
+
+class Llama2cModule(torch.nn.Module):
+    """A :class:`Llama2cModel` as a ``torch.nn.Module`` whose weight matmuls are real ``nn.Linear``
+    layers (bias-free), so that module hooks (e.g. :func:`mpgen.golden.fisher.collect_fisher`)
+    and autograd see them. ``named_modules()`` names of the linears equal
+    :meth:`Llama2cModel.linear_weights` names: ``layers.{l}.{wq,wk,wv,wo,w1,w3,w2}`` and
+    ``classifier``; with a shared classifier, ``classifier.weight`` *is* the ``token_embedding``
+    parameter (tied, as in the file). The parameters are copies of the model's tensors.
+
+    ``forward(tokens)``: ``tokens`` ``[T]`` gives logits ``[T, vocab]`` equal to
+    ``Llama2cModel.forward(tokens)`` (same float32 operations); ``[B, T]`` gives ``[B, T, vocab]``,
+    each row computed independently (causal, no padding).
+    """
+
+    def __init__(self, model: Llama2cModel):
+        super().__init__()
+        if not isinstance(model, Llama2cModel):
+            raise TypeError(f"expected a Llama2cModel (see load_llama2c), got {type(model).__name__}")
+        self.config = model.config
+        self._rope_source = Llama2cModel(  # only its RoPE table cache is used (depends on config)
+            model.config, *(torch.empty(0) for _ in range(11)))
+        self.token_embedding = torch.nn.Parameter(model.token_embedding.clone())
+        self.layers = torch.nn.ModuleList(_Llama2cBlock(model, i) for i in range(model.config.n_layers))
+        self.rms_final = torch.nn.Parameter(model.rms_final.clone())
+        cfg = model.config
+        self.classifier = torch.nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.classifier.weight = (self.token_embedding if model.wcls is None
+                                  else torch.nn.Parameter(model.wcls.clone()))
+
+    def linear_layers(self) -> list[tuple[str, torch.nn.Linear]]:
+        """``(name, nn.Linear)`` in forward order, names as in :meth:`Llama2cModel.linear_weights`."""
+        out = [(f"layers.{i}.{n}", getattr(b, n)) for i, b in enumerate(self.layers)
+               for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")]
+        return out + [("classifier", self.classifier)]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() not in (1, 2) \
+                or tokens.dtype.is_floating_point or tokens.dtype.is_complex:
+            raise TypeError("tokens must be a 1-D [T] or 2-D [B, T] integer tensor")
+        single = tokens.dim() == 1
+        if single:
+            tokens = tokens[None]
+        B, T = tokens.shape
+        if B == 0 or not 0 < T <= cfg.seq_len:
+            raise ValueError(f"need batch >= 1 and sequence length in [1, {cfg.seq_len}], got {(B, T)}")
+        if bool((tokens < 0).any()) or bool((tokens >= cfg.vocab_size).any()):
+            raise ValueError(f"token ids must lie in [0, {cfg.vocab_size})")
+        dev = self.token_embedding.device
+        tokens = tokens.to(dev)
+        nh, nkv, hs = cfg.n_heads, cfg.n_kv_heads, cfg.head_size
+        cos, sin = (t.to(dev) for t in self._rope_source._rope(T))
+        causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
+        rms, rope = Llama2cModel.rmsnorm, Llama2cModel._apply_rope
+
+        x = self.token_embedding[tokens.long()]
+        for blk in self.layers:
+            xb = rms(x, blk.rms_att)
+            q = rope(blk.wq(xb).view(B, T, nh, hs), cos, sin)
+            k = rope(blk.wk(xb).view(B, T, nkv, hs), cos, sin)
+            v = blk.wv(xb).view(B, T, nkv, hs)
+            rep = nh // nkv  # query head h uses kv head h // rep (llama2.c)
+            k = k.repeat_interleave(rep, dim=2)
+            v = v.repeat_interleave(rep, dim=2)
+            att = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hs)
+            att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            o = torch.einsum("bhts,bshd->bthd", att, v).reshape(B, T, cfg.dim)
+            x = x + blk.wo(o)
+            xb = rms(x, blk.rms_ffn)
+            x = x + blk.w2(torch.nn.functional.silu(blk.w1(xb)) * blk.w3(xb))
+        logits = self.classifier(rms(x, self.rms_final))
+        return logits[0] if single else logits
