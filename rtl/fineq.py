@@ -1,0 +1,543 @@
+"""FineQ outlier-decoding weight-stationary systolic array, and its multiplier baselines.
+
+FineQ (Xie et al., DATE 2025) packs three consecutive weights of one output channel into one
+8-bit *cluster word*: 2-bit codes for normal clusters, or one 3-bit outlier, one kept 2-bit
+neighbour and one dropped (zero) position. The bit layout and the level sets are defined once in
+:mod:`mpgen.golden.fineq` (a :class:`~mpgen.golden.fineq.FineQCode`); this module reads every level
+from that object and hard-codes none.
+
+Components (one concern each):
+
+* :class:`FineQDecoder` — one cluster word → three signed small weights and a dropped mask,
+  combinational (latency 0).
+* :class:`TemporalPE` — multiplier-free PE: the weight's magnitude becomes cycles in which the PE
+  adds (or subtracts) its INT8 activation ("unary", FineQ's temporal coding) or adds the
+  activation shifted by one magnitude bit per cycle ("bitserial"). Every PE of an array spends the
+  same ``step_cycles`` per step, so the systolic wavefront stays aligned.
+* :class:`MultiplierPE` — conventional signed multiply-accumulate, one cycle per step.
+* :class:`FineQArray` — R×C weight-stationary systolic array of either PE, weights loaded through
+  :class:`FineQDecoder` (FineQ words) or directly (plain ``weight_bits`` integers: the W4A8 and
+  W8A8 baselines), activations and results on :mod:`amaranth.lib.stream` ports.
+
+Schedule (all PEs in lock-step; a *step* is ``step_cycles`` = S clock cycles): an activation
+vector accepted at the end of step e enters row r of column 0 after r skew registers, reaches
+PE(r, c) for step e+r+c+1, and the partial sum of column c leaves the bottom row at the end of
+step e+R+c; output deskew registers align the columns, so the C-vector of results is valid
+``latency_cycles = (R+C-1)·S + 1`` cycles after the activation handshake. A new vector is accepted
+every S cycles. See ``docs/fineq_hw.md``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "FineQArray", "CODINGS", "PE_KINDS",
+           "BASELINE_WEIGHT_BITS", "check_code", "default_code", "exact_acc_bits",
+           "temporal_step_cycles", "code_from_params"]
+
+#: Temporal codings of a weight magnitude (see :class:`TemporalPE`).
+CODINGS = ("unary", "bitserial")
+#: PE kinds of :class:`FineQArray`.
+PE_KINDS = ("temporal", "multiplier")
+#: Plain signed weight widths of the multiplier baselines (W4A8, W8A8).
+BASELINE_WEIGHT_BITS = (4, 8)
+
+_WORD_BITS = 8
+_CLUSTER = 3
+
+
+def default_code():
+    """The project's default FineQ level sets (:data:`mpgen.golden.fineq.DEFAULT_CODE`)."""
+    from mpgen.golden.fineq import DEFAULT_CODE
+    return DEFAULT_CODE
+
+
+def check_code(code) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``code`` looks like a usable FineQCode: 4 normal
+    and 8 outlier integer levels that fit ``code.weight_width`` signed bits, and a consistent
+    ``max_magnitude``."""
+    for attr in ("normal_levels", "outlier_levels", "weight_width", "max_magnitude"):
+        if not hasattr(code, attr):
+            raise TypeError(f"code must be a mpgen.golden.fineq.FineQCode (missing .{attr}), "
+                            f"not {type(code).__name__}")
+    normal, outlier = tuple(code.normal_levels), tuple(code.outlier_levels)
+    if len(normal) != 4 or len(outlier) != 8:
+        raise ValueError(f"a FineQ code has 4 normal and 8 outlier levels, not {len(normal)} and "
+                         f"{len(outlier)}")
+    levels = normal + outlier
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
+        raise TypeError(f"FineQ levels must be integers, not {levels!r}")
+    ww = code.weight_width
+    if not isinstance(ww, int) or ww < 2:
+        raise ValueError(f"code.weight_width must be an integer >= 2, not {ww!r}")
+    lo, hi = -(1 << (ww - 1)), (1 << (ww - 1)) - 1
+    if any(not lo <= v <= hi for v in levels):
+        raise ValueError(f"levels {levels} do not fit {ww} signed bits")
+    if code.max_magnitude != max(abs(v) for v in levels):
+        raise ValueError(f"code.max_magnitude {code.max_magnitude} is not max |level| of {levels}")
+
+
+def code_from_params(code):
+    """``code`` itself, or a FineQCode built from a mapping with ``normal_levels``,
+    ``outlier_levels`` (and optionally ``name``), as :attr:`FineQArray.params` writes it."""
+    if isinstance(code, dict):
+        from mpgen.golden.fineq import FineQCode
+        unknown = set(code) - {"normal_levels", "outlier_levels", "name"}
+        if unknown:
+            raise ValueError(f"unknown FineQ code fields {sorted(unknown)}")
+        return FineQCode(tuple(code["normal_levels"]), tuple(code["outlier_levels"]),
+                         code.get("name", ""))
+    return code
+
+
+def exact_acc_bits(rows: int, max_weight: int, act_bits: int) -> int:
+    """Signed accumulator width that holds every sum of ``rows`` products of a weight of magnitude
+    at most ``max_weight`` and a signed ``act_bits`` activation (|a| <= 2**(act_bits-1)), exactly."""
+    return (rows * max_weight * (1 << (act_bits - 1))).bit_length() + 1
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ValueError(f"{name} must be {rng}, not {value}")
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class FineQDecoder(wiring.Component):
+    """Decodes one FineQ cluster word into three signed weights, combinational (latency 0).
+
+    ``word`` bits (LSB first): ``[1:0]`` index (0 = normal cluster; k = outlier at position k-1).
+    Normal: ``[3:2]``, ``[5:4]``, ``[7:6]`` are the 2-bit codes of positions 0, 1, 2, read through
+    ``code.normal_levels``. Outlier: ``[4:2]`` the 3-bit outlier code (``code.outlier_levels``),
+    ``[6:5]`` the 2-bit code of the kept neighbour, ``[7]`` which non-outlier position is kept
+    (0 = lower, 1 = higher); the other one is dropped: weight 0 and its ``dropped`` bit set.
+
+    Ports: ``word`` in; ``weights`` (3 × signed ``code.weight_width``) and ``dropped`` (3 bits,
+    bit p for position p) out.
+    """
+
+    def __init__(self, code=None):
+        code = default_code() if code is None else code
+        check_code(code)
+        self.code = code
+        self.weight_width = code.weight_width
+        super().__init__({
+            "word": In(unsigned(_WORD_BITS)),
+            "weights": Out(data.ArrayLayout(signed(code.weight_width), _CLUSTER)),
+            "dropped": Out(unsigned(_CLUSTER)),
+        })
+
+    def _lookup(self, m, levels, sel, name):
+        """A signal holding ``levels[sel]`` (a small ROM written as a case statement)."""
+        out = Signal(signed(self.weight_width), name=name)
+        with m.Switch(sel):
+            for k, level in enumerate(levels):
+                with m.Case(k):
+                    m.d.comb += out.eq(level)
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.word
+        index = w[0:2]
+        normal = [self._lookup(m, self.code.normal_levels, w[2 + 2 * p:4 + 2 * p], f"normal{p}")
+                  for p in range(_CLUSTER)]
+        outlier = self._lookup(m, self.code.outlier_levels, w[2:5], "outlier")
+        kept = self._lookup(m, self.code.normal_levels, w[5:7], "kept")
+        which = w[7]
+        with m.Switch(index):
+            with m.Case(0):
+                m.d.comb += [self.weights[p].eq(normal[p]) for p in range(_CLUSTER)]
+            for pos in range(_CLUSTER):  # outlier at ``pos``
+                lower, higher = [p for p in range(_CLUSTER) if p != pos]
+                with m.Case(pos + 1):
+                    m.d.comb += [
+                        self.weights[pos].eq(outlier),
+                        self.weights[lower].eq(Mux(which, 0, kept)),
+                        self.weights[higher].eq(Mux(which, kept, 0)),
+                        self.dropped.eq(Mux(which, 1 << lower, 1 << higher)),
+                    ]
+        return m
+
+
+# --------------------------------------------------------------------------- PEs
+
+
+def temporal_step_cycles(max_magnitude: int, coding: str) -> int:
+    """Cycles of one step of a :class:`TemporalPE`: ``max_magnitude`` (unary) or its bit length
+    (bitserial)."""
+    return max_magnitude if coding == "unary" else max_magnitude.bit_length()
+
+
+def _pe_members(weight_width, act_bits, acc_bits, extra):
+    return {
+        "load": In(1), "w_in": In(signed(weight_width)),
+        "advance": In(1), "step_end": In(1),
+        "a_in": In(signed(act_bits)), "a_out": Out(signed(act_bits)),
+        "psum_in": In(signed(acc_bits)), "psum_out": Out(signed(acc_bits)),
+        **extra,
+    }
+
+
+class TemporalPE(wiring.Component):
+    """Multiplier-free weight-stationary PE: the weight's magnitude becomes add cycles.
+
+    Parameters
+    ----------
+    max_magnitude : largest |weight| the PE must handle (``code.max_magnitude``).
+    weight_width : signed width of ``w_in``.
+    act_bits, acc_bits : signed activation and accumulator widths.
+    coding : "unary" (FineQ-like temporal coding, the default) or "bitserial".
+        "unary": a step lasts ``step_cycles = max_magnitude`` cycles; in cycle p of the step the
+        PE adds ``±a`` if ``p < |w|`` (sign from the weight), else nothing — |w| additions.
+        "bitserial": a step lasts ``step_cycles = bit_length(max_magnitude)`` cycles; in cycle p it
+        adds ``±(a << p)`` if bit p of |w| is set (shift-add). Both use one adder, no multiplier.
+
+    Ports: ``load``/``w_in`` store a weight (sign and magnitude registers). ``advance`` is the
+    array's global enable, ``first`` is high in the first cycle (``phase`` 0) of a step and
+    ``step_end`` in its last. In the first cycle the accumulator starts from ``psum_in`` (the
+    partial sum of the PE above, final since the previous step), in later cycles from itself, so
+    ``psum_out`` (the accumulator register) holds ``psum_in + w·a`` after the step's last cycle
+    and until the first cycle of the next step. ``a_out`` (the activation register) loads
+    ``a_in`` at ``step_end`` and is the operand for the whole next step. Latency: one step.
+    """
+
+    def __init__(self, *, max_magnitude: int, weight_width: int, act_bits: int = 8,
+                 acc_bits: int = 24, coding: str = "unary"):
+        _check_int("max_magnitude", max_magnitude, 1)
+        _check_int("weight_width", weight_width, 2)
+        _check_int("act_bits", act_bits, 2, 32)
+        _check_int("acc_bits", acc_bits, 2, 64)
+        if coding not in CODINGS:
+            raise ValueError(f"coding must be one of {CODINGS}, not {coding!r}")
+        if max_magnitude > (1 << (weight_width - 1)):
+            raise ValueError(f"max_magnitude {max_magnitude} does not fit {weight_width} signed bits")
+        self.max_magnitude, self.weight_width = max_magnitude, weight_width
+        self.act_bits, self.acc_bits, self.coding = act_bits, acc_bits, coding
+        self.magnitude_bits = max_magnitude.bit_length()
+        self.step_cycles = temporal_step_cycles(max_magnitude, coding)
+        extra = {"first": In(1)}
+        if self.step_cycles > 1:
+            extra["phase"] = In(range(self.step_cycles))
+        super().__init__(_pe_members(weight_width, act_bits, acc_bits, extra))
+
+    def elaborate(self, platform):
+        m = Module()
+        # datapath registers need no reset: a result is only taken where a valid bit says so
+        negative = Signal(name="negative", reset_less=True)
+        magnitude = Signal(self.magnitude_bits, name="magnitude", reset_less=True)
+        a = Signal(signed(self.act_bits), name="a", reset_less=True)
+        acc = Signal(signed(self.acc_bits), name="acc", reset_less=True)
+        with m.If(self.load):
+            m.d.sync += [negative.eq(self.w_in < 0),
+                         magnitude.eq(Mux(self.w_in < 0, -self.w_in, self.w_in))]
+        with m.If(self.advance & self.step_end):
+            m.d.sync += a.eq(self.a_in)
+
+        phase = getattr(self, "phase", Const(0, 1))
+        if self.coding == "unary":
+            enable = phase < magnitude
+            operand = a
+        else:
+            enable = magnitude.bit_select(phase, 1)
+            operand = Signal(signed(self.act_bits + self.magnitude_bits - 1), name="shifted")
+            with m.Switch(phase):
+                for k in range(self.step_cycles):
+                    with m.Case(k):
+                        m.d.comb += operand.eq(a << k)
+        # ±operand without a negator: -x = (x ^ -1) + 1, the +1 entering as the carry into an
+        # extra low bit ((2·base + 1) + (2·term + subtract)) >> 1 = base + term + subtract), so
+        # one adder does it; nothing is added while not enabled.
+        subtract = Signal(name="subtract")
+        term = Signal.like(operand, name="term")
+        m.d.comb += [subtract.eq(enable & negative),
+                     term.eq(Mux(enable, operand, 0) ^ subtract.replicate(len(operand)).as_signed())]
+        base = Mux(self.first, self.psum_in, acc)
+        total = Signal(signed(self.acc_bits + 1), name="total")
+        m.d.comb += total.eq(Cat(Const(1, 1), base).as_signed() + Cat(subtract, term).as_signed())
+        with m.If(self.advance):
+            m.d.sync += acc.eq(total[1:])
+        m.d.comb += [self.a_out.eq(a), self.psum_out.eq(acc)]
+        return m
+
+
+class MultiplierPE(wiring.Component):
+    """Conventional weight-stationary PE: ``psum_out <= psum_in + w·a`` every step of one cycle.
+
+    A signed ``weight_width`` × ``act_bits`` multiplier and one adder. ``load``/``w_in`` store the
+    weight; with ``advance`` (and ``step_end``, always high in a one-cycle step) the activation
+    register loads ``a_in`` and the accumulator register loads ``psum_in + w·a``. Latency: one
+    cycle (= one step).
+    """
+
+    step_cycles = 1
+
+    def __init__(self, *, weight_width: int, act_bits: int = 8, acc_bits: int = 24):
+        _check_int("weight_width", weight_width, 2, 32)
+        _check_int("act_bits", act_bits, 2, 32)
+        _check_int("acc_bits", acc_bits, 2, 64)
+        self.weight_width, self.act_bits, self.acc_bits = weight_width, act_bits, acc_bits
+        super().__init__(_pe_members(weight_width, act_bits, acc_bits, {}))
+
+    def elaborate(self, platform):
+        m = Module()
+        w = Signal(signed(self.weight_width), name="w", reset_less=True)
+        a = Signal(signed(self.act_bits), name="a", reset_less=True)
+        acc = Signal(signed(self.acc_bits), name="acc", reset_less=True)
+        with m.If(self.load):
+            m.d.sync += w.eq(self.w_in)
+        with m.If(self.advance):
+            m.d.sync += acc.eq(self.psum_in + w * a)
+            with m.If(self.step_end):
+                m.d.sync += a.eq(self.a_in)
+        m.d.comb += [self.a_out.eq(a), self.psum_out.eq(acc)]
+        return m
+
+
+# --------------------------------------------------------------------------- array
+
+
+class FineQArray(wiring.Component):
+    """R×C weight-stationary systolic array of temporal or multiplier PEs.
+
+    Parameters
+    ----------
+    rows, cols : R (the reduction length of one pass, K) and C (output channels, N), 1..64.
+    pe : "temporal" (:class:`TemporalPE`, FineQ weights only) or "multiplier" (:class:`MultiplierPE`).
+    weight_bits : ``None`` (default) — FineQ cluster words through one :class:`FineQDecoder` per
+        column; 4 or 8 — plain signed integers loaded directly (the W4A8 / W8A8 baselines,
+        ``pe="multiplier"`` only).
+    act_bits : signed activation width (default 8).
+    acc_bits : signed accumulator width; default and minimum :func:`exact_acc_bits` (every
+        result exact; a narrower accumulator is refused rather than allowed to wrap).
+    code : the FineQCode (default :func:`default_code`), or a mapping of its levels (as in
+        :attr:`params`); FineQ weights only.
+    coding : "unary" (default) or "bitserial", temporal PEs only.
+
+    Ports
+    -----
+    w : weight stream. FineQ: one cluster word per column per transfer; transfer g of a load
+        writes rows 3g, 3g+1, 3g+2 (decoded positions 0, 1, 2); ``weight_transfers`` = ceil(R/3)
+        transfers load the array, and decoded positions of rows >= R are ignored (when R is not a
+        multiple of 3 the last word's excess positions carry padding). Plain: transfer r writes row
+        r (one signed weight per column), R transfers. A load counter picks the row (group); it
+        wraps after ``weight_transfers`` transfers and is cleared by reset. Weights are accepted
+        only while no activation vector is in flight (``w.ready`` low until the array drained),
+        and activations only between complete loads, so every result uses one weight tile.
+    a : activation stream, one R-vector per transfer (element r for row r, signed ``act_bits``).
+    o : result stream, one C-vector of signed ``acc_bits`` sums per activation vector, in order:
+        ``o[c] = Σ_r w[r][c] · a[r]`` exactly. A result not taken on ``o`` stalls the array.
+
+    Timing (S = ``step_cycles``: 1 for multiplier PEs, ``max_magnitude`` unary, magnitude bits
+    bitserial): an idle array accepts an activation vector at once, a busy one in the last cycle
+    of each step, so back-to-back vectors are S cycles apart; a result is valid
+    ``latency_cycles = (R+C-1)·S + 1`` cycles after its vector's handshake. One GEMM tile (load
+    the weights, stream M vectors, drain; output always ready) takes :meth:`tile_cycles` =
+    ``weight_transfers + (M+R+C-2)·S + 3`` cycles from the first weight handshake to the last
+    result handshake, both inclusive. The testbench measures both and checks these formulas.
+    """
+
+    def __init__(self, rows: int = 8, cols: int = 8, *, pe: str = "temporal",
+                 weight_bits: int | None = None, act_bits: int = 8, acc_bits: int | None = None,
+                 code=None, coding: str | None = None):
+        _check_int("rows", rows, 1, 64)
+        _check_int("cols", cols, 1, 64)
+        _check_int("act_bits", act_bits, 2, 16)
+        if pe not in PE_KINDS:
+            raise ValueError(f"pe must be one of {PE_KINDS}, not {pe!r}")
+        if weight_bits is not None:
+            if isinstance(weight_bits, bool) or weight_bits not in BASELINE_WEIGHT_BITS:
+                raise ValueError(f"weight_bits must be None (FineQ words) or one of "
+                                 f"{BASELINE_WEIGHT_BITS}, not {weight_bits!r}")
+            if pe != "multiplier":
+                raise ValueError("plain integer weights (weight_bits) need pe='multiplier'; the "
+                                 "temporal PE takes FineQ weights")
+            if code is not None:
+                raise ValueError("code applies to FineQ weights (weight_bits=None) only")
+        if coding is not None and pe != "temporal":
+            raise ValueError("coding applies to pe='temporal' only")
+        self.rows, self.cols, self.pe, self.act_bits = rows, cols, pe, act_bits
+        self.weight_bits = weight_bits
+        self.coding = (coding or "unary") if pe == "temporal" else None
+        if self.coding is not None and self.coding not in CODINGS:
+            raise ValueError(f"coding must be one of {CODINGS}, not {coding!r}")
+        self.fineq = weight_bits is None
+        if self.fineq:
+            self.code = default_code() if code is None else code_from_params(code)
+            check_code(self.code)
+            self.weight_width = self.code.weight_width
+            max_weight = self.code.max_magnitude
+        else:
+            self.code = None
+            self.weight_width = weight_bits
+            max_weight = 1 << (weight_bits - 1)
+        self.min_acc_bits = exact_acc_bits(rows, max_weight, act_bits)
+        if acc_bits is None:
+            acc_bits = self.min_acc_bits
+        _check_int("acc_bits", acc_bits, 2, 64)
+        if acc_bits < self.min_acc_bits:
+            raise ValueError(f"acc_bits={acc_bits} cannot hold every {rows}-term sum exactly; "
+                             f"at least {self.min_acc_bits} bits are needed")
+        self.acc_bits = acc_bits
+        if pe == "temporal":
+            if max_weight < 1:
+                raise ValueError("a code whose levels are all zero cannot drive temporal PEs")
+            self._pe_args = dict(max_magnitude=max_weight, weight_width=self.weight_width,
+                                 act_bits=act_bits, acc_bits=acc_bits, coding=self.coding)
+            self.step_cycles = temporal_step_cycles(max_weight, self.coding)
+        else:
+            self._pe_args = dict(weight_width=self.weight_width, act_bits=act_bits,
+                                 acc_bits=acc_bits)
+            self.step_cycles = 1
+        self.weight_transfers = -(-rows // _CLUSTER) if self.fineq else rows
+        self.latency_cycles = (rows + cols - 1) * self.step_cycles + 1
+        if self.fineq:
+            self.weight_layout = data.ArrayLayout(unsigned(_WORD_BITS), cols)
+        else:
+            self.weight_layout = data.ArrayLayout(signed(weight_bits), cols)
+        self.act_layout = data.ArrayLayout(signed(act_bits), rows)
+        self.result_layout = data.ArrayLayout(signed(acc_bits), cols)
+        super().__init__({
+            "w": In(stream.Signature(self.weight_layout)),
+            "a": In(stream.Signature(self.act_layout)),
+            "o": Out(stream.Signature(self.result_layout)),
+        })
+
+    @property
+    def params(self) -> dict:
+        """Constructor arguments that rebuild this array (JSON-serialisable, code by levels)."""
+        p = {"rows": self.rows, "cols": self.cols, "pe": self.pe, "act_bits": self.act_bits,
+             "acc_bits": self.acc_bits}
+        if not self.fineq:
+            p["weight_bits"] = self.weight_bits
+        elif self.code != default_code():
+            p["code"] = {"normal_levels": list(self.code.normal_levels),
+                         "outlier_levels": list(self.code.outlier_levels), "name": self.code.name}
+        if self.coding is not None:
+            p["coding"] = self.coding
+        return p
+
+    def tile_cycles(self, m: int) -> int:
+        """Cycles of one GEMM tile of ``m`` activation vectors (see the class docstring)."""
+        _check_int("m", m, 1)
+        return self.weight_transfers + (m + self.rows + self.cols - 2) * self.step_cycles + 3
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, S = self.rows, self.cols, self.step_cycles
+        depth = R + C  # steps from an activation handshake to the result register
+
+        # ---- control: global stall, step phase, in-flight tracking
+        advance = Signal(name="advance")
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        in_flight = Signal(depth, name="in_flight")  # valid bit of the vector in each step
+        busy = Signal(name="busy")
+        m.d.comb += busy.eq(in_flight.any() | self.o.valid)
+        last = Signal(name="last")
+        first = Signal(name="first")
+        if S > 1:
+            phase = Signal(range(S), name="phase", init=S - 1)
+            m.d.comb += [last.eq(phase == S - 1), first.eq(phase == 0)]
+        else:
+            phase = None
+            m.d.comb += [last.eq(1), first.eq(1)]
+        step_end = Signal(name="step_end")
+        m.d.comb += step_end.eq(advance & last)
+
+        load_index = Signal(range(self.weight_transfers), name="load_index")
+        loading = load_index != 0
+        m.d.comb += [
+            self.w.ready.eq(~busy),
+            # activations wait for a complete weight load; a pending weight load goes first
+            self.a.ready.eq(step_end & ~loading & ~self.w.valid),
+        ]
+        w_fire = self.w.valid & self.w.ready
+        a_fire = self.a.valid & self.a.ready
+        with m.If(w_fire):
+            m.d.sync += load_index.eq(Mux(load_index == self.weight_transfers - 1, 0,
+                                          load_index + 1))
+        if phase is not None:
+            # An idle array waits in the last phase, so a vector is accepted the cycle it arrives.
+            # A vector in the last in-flight slot needs no further step (it is captured in the
+            # first cycle of the current one), so it does not keep the phase running.
+            with m.If(advance):
+                with m.If(~last):
+                    m.d.sync += phase.eq(phase + 1)
+                with m.Elif(a_fire | in_flight[:-1].any()):
+                    m.d.sync += phase.eq(0)
+        with m.If(step_end):
+            m.d.sync += in_flight.eq(Cat(a_fire, in_flight[:-1]))
+
+        # ---- weights: decoders per column (FineQ) or plain integers, row (group) select
+        group_of = (lambda r: r // _CLUSTER) if self.fineq else (lambda r: r)
+        weight_for = {}
+        for c in range(C):
+            if self.fineq:
+                dec = FineQDecoder(self.code)
+                m.submodules[f"decoder_{c}"] = dec
+                m.d.comb += dec.word.eq(self.w.payload[c])
+                for r in range(R):
+                    weight_for[r, c] = dec.weights[r % _CLUSTER]
+            else:
+                for r in range(R):
+                    weight_for[r, c] = self.w.payload[c]
+        selects = []
+        for g in range(self.weight_transfers):
+            sel = Signal(name=f"load_row{g}")
+            m.d.comb += sel.eq(w_fire & (load_index == g))
+            selects.append(sel)
+
+        # ---- activation skew: row r waits r steps
+        row_in = []
+        for r in range(R):
+            value = self.a.payload[r]
+            for k in range(r):
+                reg = Signal(signed(self.act_bits), name=f"skew_{r}_{k}", reset_less=True)
+                with m.If(step_end):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            row_in.append(value)
+
+        # ---- the PE grid
+        pes = {}
+        for r in range(R):
+            for c in range(C):
+                pe = TemporalPE(**self._pe_args) if self.pe == "temporal" else \
+                    MultiplierPE(**self._pe_args)
+                m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
+                m.d.comb += [
+                    pe.load.eq(selects[group_of(r)]), pe.w_in.eq(weight_for[r, c]),
+                    pe.advance.eq(advance), pe.step_end.eq(step_end),
+                    pe.a_in.eq(row_in[r] if c == 0 else pes[r, c - 1].a_out),
+                    pe.psum_in.eq(0 if r == 0 else pes[r - 1, c].psum_out),
+                ]
+                if self.pe == "temporal":
+                    m.d.comb += pe.first.eq(first)
+                    if phase is not None:
+                        m.d.comb += pe.phase.eq(phase)
+
+        # ---- output: capture each column's sum in the first cycle of the step after it is
+        # final, deskew columns (column c waits C-1-c steps), then the result register.
+        capture = Signal(name="capture")
+        m.d.comb += capture.eq(advance & first)
+        aligned = []
+        for c in range(C):
+            value = pes[R - 1, c].psum_out
+            for k in range(C - 1 - c):
+                reg = Signal(signed(self.acc_bits), name=f"deskew_{c}_{k}", reset_less=True)
+                with m.If(capture):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            aligned.append(value)
+        with m.If(capture):
+            m.d.sync += [self.o.valid.eq(in_flight[depth - 1]),
+                         *[self.o.payload[c].eq(aligned[c]) for c in range(C)]]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
