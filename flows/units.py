@@ -73,6 +73,20 @@ UNITS: dict[str, UnitSpec] = {
 }
 
 
+def _fineq_spec() -> UnitSpec:
+    from mpgen.flows import fineq_area  # light: imports the RTL lazily
+    return UnitSpec(
+        factory=fineq_area.fineq_factory,
+        default_configs=fineq_area.DEFAULT_CONFIGS,
+        regression=fineq_area.fineq_regression,
+        description="FineQ outlier-decoding temporal PE array and its multiplier baselines",
+        area_groups=fineq_area.AREA_GROUPS,
+    )
+
+
+UNITS["fineq"] = _fineq_spec()
+
+
 def register_unit(name: str, spec: UnitSpec, *, replace: bool = False) -> None:
     """Add *spec* to :data:`UNITS` under *name* (a plain identifier-like name)."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
