@@ -27,7 +27,7 @@ from functools import cached_property
 
 import torch
 
-__all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FP32", "FORMATS"]
+__all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FP32", "BF16", "FP16", "FORMATS"]
 
 
 _ENCODE_CHUNK = 1 << 18
@@ -220,7 +220,7 @@ class FloatFormat:
         return self.decode_table[c]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Float values to codes (uint8), one RNE rounding with saturation.
+        """Float values to codes (uint8; int32 for the 16-bit formats), one RNE rounding with saturation.
 
         float64 input is rounded directly (no detour through float32), so a float64 quotient of
         two float32 numbers is rounded as the exact quotient would be. See the module docstring
@@ -265,7 +265,7 @@ class FloatFormat:
             mag = torch.where(nan, torch.full_like(mag, self.nan_code), mag)
         if self.signed:
             mag = mag | torch.where(neg, self.sign_mask, 0)
-        return mag.to(torch.uint8)
+        return mag.to(torch.uint8 if self.width <= 8 else torch.int32)  # 16-bit formats: int32
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Round float values onto the format's grid (encode then decode), float32 out."""
@@ -293,5 +293,13 @@ E8M0 = FloatFormat("E8M0", exp_bits=8, man_bits=0, bias=127, signed=False, nan="
 #: IEEE 754 binary32: the accumulator and result format of the datapaths.
 FP32 = FloatFormat("FP32", exp_bits=8, man_bits=23, bias=127, nan="ieee", has_inf=True,
                    torch_dtype_name="float32")
+
+#: bfloat16 and IEEE binary16: activation input formats (e.g. of the FGMP activation classifier).
+#: Their code tables have 65,536 entries. Note ``encode`` saturates finite overflow to ±max (the
+#: rule of this module), where torch's IEEE casts round it to ±Inf.
+BF16 = FloatFormat("BF16", exp_bits=8, man_bits=7, bias=127, nan="ieee", has_inf=True,
+                   torch_dtype_name="bfloat16")
+FP16 = FloatFormat("FP16", exp_bits=5, man_bits=10, bias=15, nan="ieee", has_inf=True,
+                   torch_dtype_name="float16")
 
 FORMATS = {f.name: f for f in (E2M1, E4M3, E5M2, UE4M3, E8M0)}

@@ -1,0 +1,463 @@
+"""FGMP activation block classifier (``ActivationClassifier``).
+
+Streams blocks of 16 activations (BF16, FP16 or FP32) and emits each block quantized either as
+NVFP4 (E2M1 codes, UE4M3 block scale) or as FP8 (E4M3 codes, implicit scale 6), chosen by a
+Fisher-weighted score of the NVFP4-versus-FP8 difference against a programmable threshold. The
+output stream is the activation half of :class:`mpgen.rtl.dotprod.BlockDotProduct`'s input.
+Numerics: :mod:`mpgen.golden.classifier` (the specification) and ``docs/classifier.md``.
+
+Hardware recipe (no divider, no FP multiplier; every step exact):
+
+* ``x' = x·2**-p`` is an exponent offset: each element is ``mant · 2**ex`` with an integer
+  ``ex = shift + lsb − p``.
+* FP8 code ``E4M3(x'/6)``: ``N = floor(mant·2**6 / 3)`` (constant-reciprocal multiply), the
+  remainder as sticky bit, then one normalise-and-round-to-E4M3 (RNE, saturating).
+* Block scale ``UE4M3(amax'/6)`` = the largest E4M3 magnitude code of the block (RNE is monotone).
+* E2M1 code ``E2M1(x'/s_b)``: ``|x'|`` in units of ``s_b``'s step/4, saturated to 9 bits with a
+  sticky bit, compared with ``S·{1, 3, 5, 7, 10, 14, 20}`` (the E2M1 midpoints × 4; ``≥`` where
+  the tie goes up to an even code, ``>`` or sticky where it goes down).
+* Score ``acc = Σ D_i²·Fm_i·2**Fsh_i`` and FP8 iff ``acc > threshold >> 2·shift(s_b)``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from mpgen.golden.classifier import INPUT_FORMATS, ClassifierConfig
+from mpgen.golden.fgmp import BLOCK, FP8_IMPLICIT_SCALE_CODE
+from mpgen.golden.formats import E2M1, E4M3, UE4M3
+
+from .arith import leading_zeros, unpack
+from .dotprod import block_layout
+
+__all__ = ["ActivationClassifier", "FP8Encode", "BlockScaleMax", "FP4Encode", "ScoreDiff",
+           "ScoreAccumulate", "FisherTableMemory", "CFG_FISHER", "CFG_THRESHOLD", "CFG_SCALE_EXP",
+           "output_layout", "LATENCY"]
+
+#: Configuration write kinds (``cfg.payload.kind``).
+CFG_FISHER, CFG_THRESHOLD, CFG_SCALE_EXP = 0, 1, 2
+#: Cycles from an input handshake to the block on ``o`` (with ``o.ready`` high).
+LATENCY = 3
+
+_MAG_BITS = E4M3.magnitude_width           # 7: E4M3 magnitude = UE4M3 code
+_DIV3_GUARD = E4M3.man_bits + 3            # fraction bits of mant/3: >= 4 significant + guard
+_E2M1_MIDPOINTS_X4 = [int(2 * (E2M1.value(k) + E2M1.value(k + 1))) for k in range(E2M1.max_code)]
+#: Tie at midpoint k goes up iff code k+1 is even (RNE).
+_E2M1_TIE_UP = [(k + 1) % 2 == 0 for k in range(E2M1.max_code)]
+_E2M1_TWICE = [E2M1.fixed_point(k)[0] for k in range(E2M1.max_code + 1)]  # 2·value of magnitude k
+_V_BITS = (15 * max(_E2M1_MIDPOINTS_X4)).bit_length()  # |x'| in s_b-step/4 units, saturated
+
+
+def output_layout():
+    """Output payload: the activation block (``block_layout(8, 16, flag, scale)``) and ``last``."""
+    return data.StructLayout({"block": block_layout(E4M3.width, BLOCK, flag=True, scale=True),
+                              "last": unsigned(1)})
+
+
+def _arr(shape, n=BLOCK):
+    return data.ArrayLayout(shape, n)
+
+
+class FP8Encode(wiring.Component):
+    """Per lane: unpack an input code, form ``ex = shift + lsb − p`` and round ``x'/6`` to E4M3.
+
+    Combinational. Outputs per lane: ``c8`` (E4M3 code, sign included; a NaN/±Inf input gives the
+    E4M3 NaN code with its sign), ``mant`` and ``ex`` (``|x'| = mant·2**ex``), ``sign`` and ``bad``
+    (NaN or ±Inf input).
+    """
+
+    def __init__(self, cfg: ClassifierConfig):
+        self.cfg = cfg
+        fmt = cfg.input_format
+        self.mant_bits = fmt.man_bits + 1
+        lo = fmt.lsb_exponent - cfg.p_range[1]
+        hi = fmt.max_exp_field - 1 + fmt.lsb_exponent - cfg.p_range[0]
+        self.ex_shape = signed(max(abs(lo), abs(hi)).bit_length() + 2)
+        super().__init__({
+            "x": In(_arr(unsigned(fmt.width))),
+            "p": In(signed(cfg.p_bits)),
+            "c8": Out(_arr(unsigned(E4M3.width))),
+            "mant": Out(_arr(unsigned(self.mant_bits))),
+            "ex": Out(_arr(self.ex_shape)),
+            "sign": Out(_arr(unsigned(1))),
+            "bad": Out(_arr(unsigned(1))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self.cfg.input_format
+        mw, g = self.mant_bits, _DIV3_GUARD
+        na = mw + g                     # numerator mant·2**g < 2**na
+        recip = -(-(1 << (na + 2)) // 3)  # ceil(2**(na+2) / 3): exact floor(A/3) for A < 2**na
+        n_bits = na - 1                 # N = floor(A/3) < 2**(na-1)
+        lsb8, mb8 = E4M3.lsb_exponent, E4M3.man_bits
+        for i in range(BLOCK):
+            u = unpack(fmt, self.x[i])
+            view = self.x[i]
+            bad = view[fmt.man_bits:fmt.man_bits + fmt.exp_bits] == fmt.max_exp_field
+            ex = Signal(self.ex_shape, name=f"ex{i}")
+            m.d.comb += ex.eq(u.shift + fmt.lsb_exponent - self.p)
+            num = Signal(na, name=f"num{i}")
+            m.d.comb += num.eq(u.mant << g)
+            n = Signal(n_bits, name=f"n{i}")
+            m.d.comb += n.eq((num * recip) >> (na + 2))
+            rem_nz = Signal(name=f"rem{i}")
+            m.d.comb += rem_nz.eq(num != n * 3)
+            lz = leading_zeros(m, n, n_bits, f"lz{i}")
+            # value = (N + frac)·2**X with X = ex − 1 − g; leading one of N at L = n_bits − 1 − lz.
+            wide = signed(len(ex) + 4)
+            s_raw = Signal(wide, name=f"s_raw{i}")   # exponent step of the result above lsb8
+            m.d.comb += s_raw.eq((n_bits - 1) - lz + ex - 1 - g - mb8 - lsb8)
+            s = Signal(wide, name=f"s{i}")
+            m.d.comb += s.eq(Mux(s_raw < 0, 0, s_raw))
+            r_raw = Signal(wide, name=f"r_raw{i}")   # right shift of N onto the result's ulp
+            m.d.comb += r_raw.eq(s + lsb8 - (ex - 1 - g))
+            r = Signal(range(n_bits + 2), name=f"r{i}")
+            m.d.comb += r.eq(Mux(r_raw > n_bits + 1, n_bits + 1, r_raw[:len(r)]))
+            nx = Cat(Const(0, 1), n)                 # N·2: bit r of nx is N's guard bit
+            t = Signal(n_bits + 1, name=f"t{i}")
+            m.d.comb += t.eq(nx >> r)
+            mask = Signal(n_bits + 2, name=f"mask{i}")
+            m.d.comb += mask.eq((Const(1, n_bits + 2) << r) - 1)
+            guard, q = t[0], t[1:]
+            sticky = ((nx & mask) != 0) | rem_nz
+            rounded = Signal(mb8 + 3, name=f"rnd{i}")
+            m.d.comb += rounded.eq(q + (guard & (sticky | q[0])))
+            code = Signal(signed(len(s) + mb8 + 2), name=f"code{i}")
+            m.d.comb += code.eq((s << mb8) + rounded)
+            mag = Signal(_MAG_BITS, name=f"mag{i}")
+            with m.If(n == 0):
+                m.d.comb += mag.eq(0)
+            with m.Elif(code > E4M3.max_code):
+                m.d.comb += mag.eq(E4M3.max_code)
+            with m.Else():
+                m.d.comb += mag.eq(code[:_MAG_BITS])
+            m.d.comb += [
+                self.c8[i].eq(Cat(Mux(bad, E4M3.nan_code, mag), u.sign)),
+                self.mant[i].eq(u.mant), self.ex[i].eq(ex),
+                self.sign[i].eq(u.sign), self.bad[i].eq(bad),
+            ]
+        return m
+
+
+class BlockScaleMax(wiring.Component):
+    """``s_b = UE4M3(amax'/6)`` as the largest E4M3 magnitude code of the block; combinational."""
+
+    def __init__(self):
+        super().__init__({"c8": In(_arr(unsigned(E4M3.width))), "scale": Out(UE4M3.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        level = [self.c8[i][:_MAG_BITS] for i in range(BLOCK)]
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for j in range(0, len(level) - 1, 2):
+                s = Signal(_MAG_BITS, name=f"max{depth}_{j // 2}")
+                m.d.comb += s.eq(Mux(level[j] > level[j + 1], level[j], level[j + 1]))
+                nxt.append(s)
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level, depth = nxt, depth + 1
+        m.d.comb += self.scale.eq(level[0])
+        return m
+
+
+class FP4Encode(wiring.Component):
+    """Per lane ``E2M1(x'/s_b)`` (magnitude code 0..7), combinational.
+
+    ``|x'| = mant·2**ex`` is re-expressed in units of ``s_b``'s step/4 (``2**(shift + lsb − 2)``),
+    saturated to 9 bits with a sticky bit for the bits shifted out, and compared with the seven
+    thresholds ``S·midpoint·4``; ``s_b == 0`` gives 0.
+    """
+
+    def __init__(self, mant_bits: int, ex_shape):
+        self.mant_bits, self.ex_shape = mant_bits, ex_shape
+        super().__init__({
+            "mant": In(_arr(unsigned(mant_bits))),
+            "ex": In(_arr(ex_shape)),
+            "scale": In(UE4M3.width),
+            "c4": Out(_arr(unsigned(E2M1.magnitude_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        su = unpack(UE4M3, self.scale)
+        thresholds = []
+        for k, b in enumerate(_E2M1_MIDPOINTS_X4):
+            t = Signal(_V_BITS, name=f"thr{k}")
+            m.d.comb += t.eq(su.mant * b)
+            thresholds.append(t)
+        sat = (1 << _V_BITS) - 1
+        mw = self.mant_bits
+        for i in range(BLOCK):
+            t = Signal(signed(len(self.ex[i]) + 2), name=f"t{i}")  # left shift of mant
+            m.d.comb += t.eq(self.ex[i] - su.shift - (UE4M3.lsb_exponent - 2))
+            left = Signal(range(_V_BITS + 1), name=f"lsh{i}")
+            right = Signal(range(mw + 2), name=f"rsh{i}")
+            m.d.comb += [
+                left.eq(Mux(t < 0, 0, Mux(t > _V_BITS, _V_BITS, t[:len(left)]))),
+                right.eq(Mux(t >= 0, 0, Mux(-t > mw + 1, mw + 1, (-t)[:len(right)]))),
+            ]
+            wide = Signal(mw + _V_BITS, name=f"wide{i}")
+            m.d.comb += wide.eq((self.mant[i] << left) >> right)
+            lostmask = Signal(mw + 2, name=f"lost{i}")
+            m.d.comb += lostmask.eq((Const(1, mw + 2) << right) - 1)
+            sticky = (self.mant[i] & lostmask) != 0
+            v = Signal(_V_BITS, name=f"v{i}")
+            m.d.comb += v.eq(Mux(wide > sat, sat, wide[:_V_BITS]))
+            passed = []
+            for thr, up in zip(thresholds, _E2M1_TIE_UP):
+                passed.append((v >= thr) if up else ((v > thr) | ((v == thr) & sticky)))
+            count = Signal(E2M1.magnitude_width, name=f"cnt{i}")
+            m.d.comb += count.eq(sum(passed))
+            m.d.comb += self.c4[i].eq(Mux(su.mant == 0, 0, count))
+        return m
+
+
+class ScoreDiff(wiring.Component):
+    """Per lane ``|D| = min(floor(|Q4 − Q8| / 2**(e_ref−1−f)), 2**diff_bits − 1)``, combinational.
+
+    In those units ``|Q4| = 2·E2M1(c4)·S·2**f`` and ``|Q8| = 3·m8·2**(sh8 − shift + 2 + f)``
+    (truncated, with a flag for the fraction, where that exponent is negative).
+    """
+
+    def __init__(self, cfg: ClassifierConfig):
+        self.cfg = cfg
+        super().__init__({
+            "c4": In(_arr(unsigned(E2M1.magnitude_width))),
+            "c8": In(_arr(unsigned(E4M3.width))),
+            "scale": In(UE4M3.width),
+            "d": Out(_arr(unsigned(cfg.diff_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.cfg.diff_frac_bits
+        su = unpack(UE4M3, self.scale)
+        top = 2 + f                                  # largest left shift of 3·m8
+        width = (45 << top).bit_length() + 1
+        twice = Const(sum(v << (4 * k) for k, v in enumerate(_E2M1_TWICE)), 4 * len(_E2M1_TWICE))
+        n8_bits = (3 * 15).bit_length()
+        for i in range(BLOCK):
+            a = Signal(width, name=f"a{i}")
+            m.d.comb += a.eq((twice.word_select(self.c4[i], 4) * su.mant) << f)
+            u8 = unpack(UE4M3, self.c8[i][:_MAG_BITS])
+            n8 = Signal(n8_bits, name=f"n8_{i}")
+            m.d.comb += n8.eq(u8.mant * 3)
+            k = Signal(signed(6), name=f"k{i}")
+            m.d.comb += k.eq(u8.shift - su.shift + top)
+            rsh = Signal(range(n8_bits + 1), name=f"rsh{i}")
+            m.d.comb += rsh.eq(Mux(k >= 0, 0, Mux(-k > n8_bits, n8_bits, (-k)[:len(rsh)])))
+            lsh = Signal(range(top + 1), name=f"lsh{i}")
+            m.d.comb += lsh.eq(Mux(k < 0, 0, k[:len(lsh)]))
+            b = Signal(width, name=f"b{i}")
+            m.d.comb += b.eq((n8 << lsh) >> rsh)
+            fmask = Signal(n8_bits + 1, name=f"fmask{i}")
+            m.d.comb += fmask.eq((Const(1, n8_bits + 1) << rsh) - 1)
+            frac = (n8 & fmask) != 0
+            a_ge_b = (a > b) | ((a == b) & ~frac)
+            diff = Signal(width, name=f"diff{i}")
+            m.d.comb += diff.eq(Mux(a_ge_b, a - b - frac, b - a))
+            m.d.comb += self.d[i].eq(Mux(diff > self.cfg.diff_max, self.cfg.diff_max, diff))
+        return m
+
+
+class ScoreAccumulate(wiring.Component):
+    """``acc = Σ D_i²·Fm_i·2**Fsh_i`` and the decision ``acc > threshold >> 2·shift``; combinational."""
+
+    def __init__(self, cfg: ClassifierConfig):
+        self.cfg = cfg
+        super().__init__({
+            "d": In(_arr(unsigned(cfg.diff_bits))),
+            "fisher": In(_arr(unsigned(UE4M3.width))),
+            "scale": In(UE4M3.width),
+            "threshold": In(cfg.threshold_bits),
+            "acc": Out(cfg.acc_bits),
+            "fp8": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        term_bits = (cfg.diff_max ** 2 * cfg.fisher_term_max).bit_length()
+        level = []
+        for i in range(BLOCK):
+            fu = unpack(UE4M3, self.fisher[i])
+            sq = Signal(2 * cfg.diff_bits, name=f"sq{i}")
+            m.d.comb += sq.eq(self.d[i] * self.d[i])
+            term = Signal(term_bits, name=f"term{i}")
+            m.d.comb += term.eq((sq * fu.mant) << fu.shift)
+            level.append(term)
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for j in range(0, len(level) - 1, 2):
+                s = Signal(term_bits + depth + 1, name=f"sum{depth}_{j // 2}")
+                m.d.comb += s.eq(level[j] + level[j + 1])
+                nxt.append(s)
+            level, depth = nxt, depth + 1
+        su = unpack(UE4M3, self.scale)
+        m.d.comb += [
+            self.acc.eq(level[0]),
+            self.fp8.eq(level[0] > (self.threshold >> Cat(Const(0, 1), su.shift))),
+        ]
+        return m
+
+
+class FisherTableMemory(wiring.Component):
+    """The layer's Fisher table: ``depth`` words of 16 UE4M3 codes; one synchronous write port and
+    one asynchronous read port (Yosys maps it to flip-flops and a read multiplexer)."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.addr_bits = max(1, (depth - 1).bit_length())
+        word = BLOCK * UE4M3.width
+        super().__init__({
+            "we": In(1), "waddr": In(self.addr_bits), "wdata": In(word),
+            "raddr": In(self.addr_bits), "rdata": Out(word),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(len(self.wdata)), depth=self.depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(domain="comb")
+        m.d.comb += [wp.en.eq(self.we), wp.addr.eq(self.waddr), wp.data.eq(self.wdata),
+                     rp.addr.eq(self.raddr), self.rdata.eq(rp.data)]
+        return m
+
+
+class ActivationClassifier(wiring.Component):
+    """FGMP activation block classifier: one block of 16 activations per cycle.
+
+    Parameters
+    ----------
+    input_format : "bf16" (default), "fp16" or "fp32"
+    channels : int, multiple of 16 (default 64)
+        K, the number of input channels (Fisher table entries); ``channels // 16`` table words.
+    diff_frac_bits, diff_bits, p_bits : score path widths (:class:`ClassifierConfig`).
+
+    Ports
+    -----
+    i : stream of ``values`` (16 input codes), ``index`` (which 16 channels, ``< channels/16``)
+        and ``last`` (passed through).
+    o : stream of :func:`output_layout`: ``block`` (``codes``: E4M3 codes, or E2M1 codes in the
+        low 4 bits; ``fp8`` flag; ``scale`` UE4M3 code, ``FP8_IMPLICIT_SCALE_CODE`` for FP8 blocks)
+        and ``last`` — the activation half of ``BlockDotProduct``'s input.
+    cfg : stream of configuration writes: ``kind`` (CFG_FISHER: table word ``addr`` ← ``data``
+        (16 codes, channel 16·addr + j at bits 7·j..); CFG_THRESHOLD; CFG_SCALE_EXP: ``p`` as a
+        ``p_bits`` two's-complement number); kind 3 is accepted and ignored. A write is accepted
+        only when no block is in the pipeline (``cfg.ready``); while ``cfg.valid`` is high no
+        input is accepted, so writes take effect exactly between blocks in stream order.
+        Threshold, p and the table survive ``rst`` (reset clears only the pipeline).
+
+    Throughput one block per cycle; latency 3 cycles (input handshake to ``o.valid``); a block not
+    taken on ``o`` stalls the whole pipeline (no drops).
+    """
+
+    def __init__(self, input_format: str = "bf16", channels: int = 64, diff_frac_bits: int = 3,
+                 diff_bits: int = 9, p_bits: int = 8):
+        if not isinstance(input_format, str) or input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {sorted(INPUT_FORMATS)}, not {input_format!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int):
+            raise TypeError(f"channels must be an int, got {type(channels).__name__}")
+        if channels <= 0 or channels % BLOCK:
+            raise ValueError(f"channels must be a positive multiple of {BLOCK}, not {channels}")
+        self.config = ClassifierConfig(input_format=input_format, diff_frac_bits=diff_frac_bits,
+                                    diff_bits=diff_bits, p_bits=p_bits)
+        self.input_format, self.channels = input_format, channels
+        self.words = channels // BLOCK
+        self.latency = LATENCY
+        self.index_bits = max(1, (self.words - 1).bit_length())
+        fmt = self.config.input_format
+        self.input_layout = data.StructLayout({
+            "values": _arr(unsigned(fmt.width)), "index": unsigned(self.index_bits), "last": unsigned(1)})
+        self.output_layout = output_layout()
+        self.cfg_layout = data.StructLayout({
+            "kind": unsigned(2), "addr": unsigned(self.index_bits),
+            "data": unsigned(max(BLOCK * UE4M3.width, self.config.threshold_bits, self.config.p_bits))})
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout)),
+            "o": Out(stream.Signature(self.output_layout)),
+            "cfg": In(stream.Signature(self.cfg_layout)),
+        })
+
+    @property
+    def params(self) -> dict:
+        return {"input_format": self.input_format, "channels": self.channels,
+                "diff_frac_bits": self.config.diff_frac_bits, "diff_bits": self.config.diff_bits,
+                "p_bits": self.config.p_bits}
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)  # global stall
+
+        # ---- configuration registers (not reset: they hold the tensor's programming)
+        threshold = Signal(cfg.threshold_bits, reset_less=True)
+        p = Signal(signed(cfg.p_bits), reset_less=True)
+        m.submodules.fisher_table = table = FisherTableMemory(self.words)
+        v1, v2 = Signal(), Signal()
+        m.d.comb += [
+            self.cfg.ready.eq(~v1 & ~v2 & ~self.o.valid),
+            self.i.ready.eq(advance & ~self.cfg.valid),
+            table.waddr.eq(self.cfg.payload.addr),
+            table.wdata.eq(self.cfg.payload.data),
+        ]
+        write = self.cfg.valid & self.cfg.ready
+        m.d.comb += table.we.eq(write & (self.cfg.payload.kind == CFG_FISHER))
+        with m.If(write & (self.cfg.payload.kind == CFG_THRESHOLD)):
+            m.d.sync += threshold.eq(self.cfg.payload.data)
+        with m.If(write & (self.cfg.payload.kind == CFG_SCALE_EXP)):
+            m.d.sync += p.eq(self.cfg.payload.data[:cfg.p_bits])
+
+        # ---- stage 1: unpack, x' exponent, E4M3 codes
+        m.submodules.fp8_encode = enc8 = FP8Encode(cfg)
+        m.d.comb += [enc8.x.eq(self.i.payload.values), enc8.p.eq(p)]
+        s1 = {name: Signal(getattr(enc8, name).shape(), name=f"{name}_s1")
+              for name in ("c8", "mant", "ex", "sign", "bad")}
+        index1, last1 = Signal(self.index_bits), Signal()
+        with m.If(advance):
+            m.d.sync += [v1.eq(self.i.valid & self.i.ready), index1.eq(self.i.payload.index),
+                         last1.eq(self.i.payload.last)]
+            m.d.sync += [s1[k].eq(getattr(enc8, k)) for k in s1]
+
+        # ---- stage 2: block scale, E2M1 codes, differences, Fisher codes
+        m.submodules.scale_max = smax = BlockScaleMax()
+        m.submodules.fp4_encode = enc4 = FP4Encode(enc8.mant_bits, enc8.ex_shape)
+        m.submodules.score_diff = diff = ScoreDiff(cfg)
+        m.d.comb += [
+            smax.c8.eq(s1["c8"]),
+            enc4.mant.eq(s1["mant"]), enc4.ex.eq(s1["ex"]), enc4.scale.eq(smax.scale),
+            diff.c4.eq(enc4.c4), diff.c8.eq(s1["c8"]), diff.scale.eq(smax.scale),
+            table.raddr.eq(index1),
+        ]
+        c8_2 = Signal(s1["c8"].shape())
+        c4_2 = Signal(_arr(unsigned(E2M1.width)))
+        d2 = Signal(diff.d.shape())
+        fisher2 = Signal(_arr(unsigned(UE4M3.width)))
+        scale2, bad2, last2 = Signal(UE4M3.width), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), c8_2.eq(s1["c8"]), d2.eq(diff.d), fisher2.eq(table.rdata),
+                         scale2.eq(smax.scale), bad2.eq(s1["bad"].as_value().any()), last2.eq(last1)]
+            m.d.sync += [c4_2[k].eq(Cat(enc4.c4[k], s1["sign"][k])) for k in range(BLOCK)]
+
+        # ---- stage 3: score, threshold compare, output register
+        m.submodules.score_acc = acc = ScoreAccumulate(cfg)
+        m.d.comb += [acc.d.eq(d2), acc.fisher.eq(fisher2), acc.scale.eq(scale2),
+                     acc.threshold.eq(threshold)]
+        fp8 = acc.fp8 | bad2
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(v2),
+                self.o.payload.last.eq(last2),
+                self.o.payload.block.fp8.eq(fp8),
+                self.o.payload.block.scale.eq(Mux(fp8, FP8_IMPLICIT_SCALE_CODE, scale2)),
+            ]
+            m.d.sync += [self.o.payload.block.codes[k].eq(Mux(fp8, c8_2[k], c4_2[k]))
+                         for k in range(BLOCK)]
+        return m
