@@ -139,3 +139,28 @@ def test_run_main_job(capsys, tmp_path):
     code, _, err = run(capsys, "run", "--unit", "toybad", "-o", str(tmp_path / "bad"))
     assert code == 1 and "regression failed" in one_error_line(err)
     assert (tmp_path / "bad" / "report.md").is_file()  # report written even on failure
+
+
+def test_study_dispatches_arguments_to_the_study_module(capsys, monkeypatch):
+    seen = []
+    fake = type(sys)("fake_study")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "fake_study", fake)
+    monkeypatch.setitem(cli.STUDIES, "fake", ("fake_study", "a fake study"))
+    code, _, _ = run(capsys, "study", "fake", "--quick", "--out", "x.md")
+    assert code == 0 and seen == [["--quick", "--out", "x.md"]]
+    fake.main = lambda argv: 3
+    assert run(capsys, "study", "fake")[0] == 3
+
+
+def test_study_unknown_name_is_one_error_line(capsys):
+    code, _, err = run(capsys, "study", "nope")
+    assert code == 1
+    line = one_error_line(err)
+    assert "unknown study 'nope'" in line and "fgmp-policy" in line
+
+
+def test_studies_point_at_importable_modules():
+    import importlib.util
+    for name, (module, _) in cli.STUDIES.items():
+        assert importlib.util.find_spec(module) is not None, f"{name}: {module} missing"
