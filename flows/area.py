@@ -52,6 +52,7 @@ __all__ = [
     "area_table",
     "liberty_cells",
     "liberty_nand2",
+    "logic_depth",
 ]
 
 
@@ -550,6 +551,37 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
                                     if t not in NON_LOGIC_CELLS}
     (wd / "area.json").write_text(report.to_json())
     return report
+
+
+_LTP_RE = re.compile(r"Longest topological path in \\?(\S+) \(length=(\d+)\)")
+
+
+def logic_depth(verilog: str, top: str, *, work_dir: Path | str | None = None,
+                timeout_s: float | None = 1800) -> int:
+    """Logic depth of *verilog* (top *top*): a timing proxy, not a timing analysis.
+
+    Flat generic synthesis (``synth -top TOP -flatten``, as for the headline area) and then
+    Yosys ``ltp -noff``: the number of generic gate cells on the longest combinational path
+    between flip-flops and/or ports (flip-flops cut paths). Every gate counts 1 whatever its
+    type, fan-out or wire load. Writes ``area.ys``, ``yosys.log`` and ``ltp.txt`` in
+    *work_dir* (default: a fresh temporary folder, kept; not :func:`synthesize`'s folder,
+    whose ``area.ys`` it would replace).
+
+    Raises:
+        YosysError: Yosys failed or printed no longest path.
+    """
+    wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-depth-{top}-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    wd = wd.resolve()
+    (wd / f"{top}.v").write_text(verilog)
+    (wd / "ltp.txt").unlink(missing_ok=True)
+    _run_yosys(f"read_verilog {top}.v\nhierarchy -check -top {top}\nsynth -top {top} -flatten\n"
+               "tee -q -o ltp.txt ltp -noff\n", wd, timeout_s)
+    text = (wd / "ltp.txt").read_text() if (wd / "ltp.txt").is_file() else ""
+    found = [int(m.group(2)) for m in _LTP_RE.finditer(text) if m.group(1) == top]
+    if not found:
+        raise YosysError(f"Yosys ltp printed no longest path for {top!r}; see {wd / 'ltp.txt'}")
+    return found[-1]
 
 
 # --------------------------------------------------------------------------- rendering

@@ -4,6 +4,7 @@
     mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
     mpgen area UNIT [--liberty FILE]                                Yosys area
     mpgen run [-o DIR] [--liberty FILE]                             all of it, all units
+    mpgen sweep UNIT --grid k=v1,v2 ... [--jobs N | --scheduler ADDR] design-space sweep (resumable)
     mpgen study NAME [ARGS ...]                                     model/design studies (docs tables)
 
 Without ``--config``/``--param`` a command covers every default configuration of the
@@ -358,6 +359,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--unit", action="append", metavar="UNIT",
                     help="only this unit (repeatable; default: all units)")
     sp.set_defaults(func=cmd_run)
+
+    from .sweep import add_sweep_arguments, cmd_sweep
+    sp = sub.add_parser("sweep", help="sweep a unit's parameters: regression, area and logic depth "
+                                      "per point",
+                        description="Cartesian grid of constructor parameters; each point runs the "
+                                    "quick regression, Yosys area and logic depth; cached per point "
+                                    "(resumable); CSV + JSON out. See docs/sweeps.md.")
+    add_sweep_arguments(sp)
+    sp.set_defaults(func=cmd_sweep)
 
     study_help = "\n".join(f"  {n:15s} {h}" for n, (_, h) in STUDIES.items())
     sp = sub.add_parser("study", help="run a model or design study (the tables in docs/)",

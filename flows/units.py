@@ -84,6 +84,18 @@ def _fineq_spec() -> UnitSpec:
     )
 
 
+def _classifier_spec() -> UnitSpec:
+    from mpgen.sim import classifier  # light: imports the RTL lazily
+    return UnitSpec(
+        factory=classifier.factory,
+        default_configs=classifier.DEFAULT_CONFIGS,
+        regression=classifier.run_classifier_regression,
+        description="FGMP activation block classifier (ActivationClassifier): NVFP4 or FP8 per block",
+        area_groups=classifier.AREA_GROUPS,
+    )
+
+
+UNITS["classifier"] = _classifier_spec()
 UNITS["fineq"] = _fineq_spec()
 
 

@@ -4,8 +4,8 @@ Verilator runs the full regression (every BF16/FP16 input code in blocks sorted 
 shuffled, under five scale exponents p, each with an all-NVFP4 and an all-FP8 threshold; realistic
 heavy-tailed tensors with Fisher-table/threshold/p reprogramming between them; corner blocks:
 zero, −0, max-magnitude, saturating, subnormal, NaN/±Inf; threshold ties; random back-pressure;
-reset mid-stream) on the default BF16 unit and on an FP16 unit with other score widths. Icarus,
-when ``iverilog`` is on PATH, runs the quick regression on an FP32-input unit (random bit patterns
+reset mid-stream) on the default BF16 unit and on an FP16 unit with other score widths. Verilator,
+and Icarus when ``iverilog`` is on PATH, run the quick regression on an FP32-input unit (random bit patterns
 instead of the exhaustive sweeps, which need a 16-bit format).
 """
 
@@ -44,6 +44,14 @@ def test_classifier_verilator_full(name, record_property):
     assert result.phases["threshold_tie"]["results"] > 0 and result.phases["threshold_tie_minus1"]["results"] > 0
     timing = result.phases["timing"]
     assert timing["latency"] == 3 and timing["cycles"] == timing["blocks"]
+
+
+@pytest.mark.sim
+def test_classifier_verilator_quick_fp32(record_property):
+    # FP32 input on every machine (Icarus is optional): quick regression, random bit patterns.
+    result = run_classifier_regression({"input_format": "fp32", "channels": 32}, simulator="verilator",
+                                       quick=True, seed=7)
+    _check(result, record_property)
 
 
 @pytest.mark.sim
