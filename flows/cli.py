@@ -273,6 +273,8 @@ def cmd_run(args, progress: _Progress) -> int:
 STUDIES: dict[str, tuple[str, str]] = {
     "fgmp-policy": ("mpgen.flows.fgmp_study",
                     "FGMP policy vs baselines on the real models (docs/fgmp_policy.md)"),
+    "classifier-area": ("mpgen.sim.classifier",
+                        "activation classifier vs the dot-product unit: area (docs/classifier.md)"),
     "fineq-accuracy": ("mpgen.flows.fineq_study",
                        "FineQ vs RTN INT2/3/4 on real weights (docs/fineq.md)"),
     "fineq-area": ("mpgen.flows.fineq_area",

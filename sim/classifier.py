@@ -26,11 +26,10 @@ __all__ = ["simulate_classifier_dotprod", "Phase", "make_phases", "pack_inputs",
            "run_classifier_regression", "ClassifierRegressionResult", "DEFAULT_CONFIGS", "AREA_GROUPS", "factory",
            "RegressionResult"]
 
-#: Named configurations (``mpgen run classifier``).
+#: Named configurations (``mpgen run`` covers these; FP32 input: ``--param input_format=fp32``).
 DEFAULT_CONFIGS = {
     "bf16": {},
     "fp16": {"input_format": "fp16"},
-    "fp32": {"input_format": "fp32"},
 }
 
 #: Area breakdown columns (submodule name patterns).
@@ -388,12 +387,21 @@ def area_comparison(channels=(16, 64), *, liberty=None, work_root=None, input_fo
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover - area report for docs/classifier.md
+def main(argv=None) -> int:
+    """``python -m mpgen.sim.classifier`` / ``mpgen study classifier-area``: the area table of
+    docs/classifier.md (classifier vs the dot-product unit it feeds)."""
     import argparse
 
-    ap = argparse.ArgumentParser(description="classifier vs dot-product area")
-    ap.add_argument("--liberty")
-    ap.add_argument("--channels", type=int, nargs="+", default=[16, 64])
-    ap.add_argument("--work-root")
-    a = ap.parse_args()
+    ap = argparse.ArgumentParser(prog="mpgen study classifier-area",
+                                 description="classifier vs dot-product area (docs/classifier.md)")
+    ap.add_argument("--liberty", help="Liberty file for µm² figures")
+    ap.add_argument("--channels", type=int, nargs="+", default=[16, 64],
+                    help="Fisher-table sizes K to synthesize (default 16 64)")
+    ap.add_argument("--work-root", help="keep the Yosys work folders here")
+    a = ap.parse_args(argv)
     print(area_comparison(tuple(a.channels), liberty=a.liberty, work_root=a.work_root))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -66,9 +66,7 @@ log = logging.getLogger("mpgen.sim")
 SIMULATORS = ("verilator", "icarus")
 
 #: Verilator options: accept Amaranth's output quietly (its Verilog is correct but not
-#: lint-clean: width-extending assignments, unused bits, escaped names) and compile the
-#: C++ model at -O1, which roughly halves compile time versus the default -Os/-O2 at a
-#: small cost in simulation speed (our regressions are short).
+#: lint-clean: width-extending assignments, unused bits, escaped names).
 VERILATOR_BUILD_ARGS = (
     "-Wno-fatal",
     "-Wno-lint",
@@ -76,8 +74,14 @@ VERILATOR_BUILD_ARGS = (
     "-Wno-WIDTH",
     "-Wno-UNOPTFLAT",
     "-Wno-MULTIDRIVEN",
-    "-CFLAGS", "-O1 -w",
+    "-CFLAGS", "-w",
 )
+#: C++ optimisation per file class of verilated.mk, passed as make command-line variables.
+#: The per-cycle code at -O1 (about half the compile time of the default -Os, a little slower
+#: to simulate); the run-once "Slow" code at -O0: for large designs its symbol-table
+#: constructor (every signal made public for cocotb) is one huge function that GCC needs many
+#: minutes for at -O1 (ClassifierDotProduct: > 15 CPU-minutes) and 3 seconds at -O0.
+VERILATOR_MAKE_VARS = ("OPT_FAST=-O1", "OPT_GLOBAL=-O1", "OPT_SLOW=-O0")
 #: Parallel C++ compile jobs for a Verilator build (the CI machine has 2 cores).
 VERILATOR_MAKE_JOBS = 2
 #: Simulation time unit/precision given to the simulators (cocotb clocks use ns).
@@ -176,9 +180,9 @@ def _find_verilator() -> SimulatorInfo:
     # The PyPI wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (it should be "-include"),
     # so any model big enough to use a precompiled header fails to compile. A command-line
     # variable passed through MAKEFLAGS overrides it in the make run cocotb starts.
-    pch_fix = "CFG_CXXFLAGS_PCH_I=-include"
-    if pch_fix not in os.environ.get("MAKEFLAGS", ""):
-        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {pch_fix}".strip()
+    for var in ("CFG_CXXFLAGS_PCH_I=-include",) + VERILATOR_MAKE_VARS:
+        if var not in os.environ.get("MAKEFLAGS", "").split():
+            os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {var}".strip()
     path = os.environ.get("PATH", "").split(os.pathsep)
     if not path or path[0] != bindir:
         os.environ["PATH"] = os.pathsep.join([bindir] + [p for p in path if p and p != bindir])
@@ -396,6 +400,7 @@ def run_cocotb(
         "cocotb": cocotb.__version__,
         "cocotb_libs": str(cocotb_config.libs_dir),
         "build_args": _build_args(simulator, waves),
+        "make_vars": VERILATOR_MAKE_VARS if simulator == "verilator" else (),
         "timescale": TIMESCALE,
         "waves": waves,
     }
