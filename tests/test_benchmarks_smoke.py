@@ -46,3 +46,17 @@ def test_bench_generate_quick():
     for name in ("fp8-only", "fp4-only", "mixed-split", "mixed-shared"):
         value, unit = figs[f"generate.{name}"]
         assert value > 0 and unit == "s"
+
+
+def test_bench_units_generation_and_golden():
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_units.py"), "--skip-sim"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figs = {m.group(1): (float(m.group(2)), m.group(3)) for m in FIGURE.finditer(proc.stdout)}
+    print(proc.stdout)
+    for unit in ("dotprod", "classifier", "fineq"):
+        assert any(k.startswith(f"gen.{unit}.") and v[0] > 0 for k, v in figs.items()), unit
+    for name, unit in (("golden.classifier.blocks_per_s", "blocks/s"),
+                       ("golden.fineq.quantize_weights_per_s", "weights/s"),
+                       ("golden.fineq.int_gemm_macs_per_s", "MAC/s")):
+        assert figs[name][0] > 0 and figs[name][1] == unit

@@ -220,6 +220,9 @@ def test_dask_local_cluster(cache, tmp_path):
     the same numbers as the local process pool gave (point ids are not compared: they also
     change when mpgen's golden/sim code is edited between the two runs)."""
     distributed = pytest.importorskip("distributed")
+    # The local reference: from the module's cache when an earlier test in this process filled it
+    # (under xdist that test may run in another process), else computed here.
+    run_sweep("dotprod", {"formats": ["fp4"], "block_size": [8]}, cache_dir=cache, progress=None)
     local = json.loads(next(p for p in _point_files(cache)
                             if json.loads(p.read_text())["params"]["block_size"] == 8).read_text())
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
