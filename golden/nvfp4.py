@@ -106,12 +106,14 @@ def _blocks(x: torch.Tensor, block: int) -> torch.Tensor:
     return x.to(torch.float32).reshape(*x.shape[:-1], x.shape[-1] // block, block)
 
 
-def exact_block_quantize(xb: torch.Tensor, s_t: float) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_block_quantize(xb: torch.Tensor, s_t: float,
+                         block_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hardware-exact NVFP4 of float32 blocks ``xb [..., nb, 16]`` with per-tensor scale ``s_t``.
 
     Returns ``(codes uint8 [..., nb, 16], block_scale uint8 [..., nb])``:
-    ``block_scale = UE4M3.encode(amax_b / (6·s_t))`` and ``code = E2M1.encode(x / (s_b·s_t))``, each
-    the correctly rounded (RNE, saturating) exact quotient; ``s_b == 0`` gives ±0 codes.
+    ``block_scale = UE4M3.encode(amax_b / (6·s_t))`` (unless given: UE4M3 codes ``[..., nb]``, e.g.
+    a clipped scale) and ``code = E2M1.encode(x / (s_b·s_t))``, each the correctly rounded (RNE,
+    saturating) exact quotient; ``s_b == 0`` gives ±0 codes.
 
     Why float64 is enough: ``6·s_t`` and ``s_b·s_t`` are exact in float64 (≤ 28 significant bits),
     so each quotient is a/b with a ≤ 24 and b ≤ 28 significant bits. A narrow-format rounding
@@ -125,8 +127,8 @@ def exact_block_quantize(xb: torch.Tensor, s_t: float) -> tuple[torch.Tensor, to
     """
     s_t = float(s_t)
     x64 = xb.to(torch.float64)
-    amax_b = x64.abs().amax(dim=-1)
-    block_scale = UE4M3.encode(amax_b / (E2M1.max_value * s_t))
+    if block_scale is None:
+        block_scale = UE4M3.encode(x64.abs().amax(dim=-1) / (E2M1.max_value * s_t))
     denom = UE4M3.decode(block_scale).to(torch.float64) * s_t  # exact: 4 × 24 significant bits
     zero = (denom == 0).unsqueeze(-1)
     q = x64 / torch.where(zero, torch.ones_like(denom).unsqueeze(-1), denom.unsqueeze(-1))

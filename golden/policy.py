@@ -137,20 +137,13 @@ def amax_block_scale(xb: torch.Tensor, s_t: float) -> torch.Tensor:
 def nvfp4_codes(xb: torch.Tensor, block_scale: torch.Tensor, s_t: float) -> torch.Tensor:
     """E2M1 codes uint8 ``[..., nb, 16]`` of float blocks ``xb`` under explicit UE4M3 block scales.
 
-    ``code = E2M1.encode(x / (s_b·s_t))``, the quotient formed exactly as in
-    :func:`mpgen.golden.nvfp4.exact_block_quantize` (``s_b·s_t`` exact in float64, one float64
-    division that rounds like the exact quotient, then E2M1's single RNE rounding; ``s_b == 0``
-    gives ±0). With the amax scales it returns exactly ``exact_block_quantize``'s codes
-    (``tests/test_policy.py`` checks that).
+    ``code = E2M1.encode(x / (s_b·s_t))`` by :func:`mpgen.golden.nvfp4.exact_block_quantize` with
+    the given scales (its exactness argument holds for any UE4M3 scale; ``s_b == 0`` gives ±0).
     """
     _check_blocks(xb, "blocks")
     s_t = _check_tensor_scale(s_t)
     _check_scale_codes(block_scale, xb.shape[:-1])
-    x64 = xb.to(torch.float64)
-    denom = (UE4M3.decode(block_scale).to(torch.float64) * s_t).unsqueeze(-1)
-    zero = denom == 0
-    q = x64 / torch.where(zero, torch.ones_like(denom), denom)
-    return E2M1.encode(torch.where(zero, x64 * 0.0, q))
+    return exact_block_quantize(xb, s_t, block_scale)[0]
 
 
 def _fp8_codes(xb: torch.Tensor, s_t: float) -> torch.Tensor:
