@@ -135,17 +135,19 @@ def test_mismatching_point_is_a_cached_failure(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("sweep-cache")
+    """A sweep cache holding what a sweep killed after its first point left behind. Built here,
+    not by a test, because pytest-xdist may run this module's tests in different processes."""
+    cache = tmp_path_factory.mktemp("sweep-cache")
+    _kill_after_first_point(cache)
+    return cache
 
 
 def _point_files(cache: Path) -> list[Path]:
     return sorted((cache / "dotprod").glob("*.json"))
 
 
-@pytest.mark.sim
-@pytest.mark.synth
-def test_killed_sweep_keeps_finished_points(cache):
-    """A sweep killed (SIGKILL to its process group) after its first point keeps that point."""
+def _kill_after_first_point(cache: Path) -> None:
+    """Run a real sweep into the empty *cache* and SIGKILL its process group after one point."""
     script = textwrap.dedent(f"""
         from mpgen.flows.sweep import run_sweep
         run_sweep("dotprod", {GRID!r}, jobs=1, cache_dir={str(cache)!r}, progress=None)
@@ -161,6 +163,12 @@ def test_killed_sweep_keeps_finished_points(cache):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+def test_killed_sweep_keeps_finished_points(cache):
+    """A sweep killed (SIGKILL to its process group) after its first point keeps that point."""
     (done,) = _point_files(cache)
     row = json.loads(done.read_text())
     assert row["params"] == {"formats": "fp4", "block_size": 8} and row["status"] == "ok"
