@@ -297,14 +297,7 @@ def run_classifier_regression(config: dict, *, simulator: str = "verilator", qui
     t0 = time.monotonic()
     run = _run_tb(dut, "regression", {"quick": quick}, simulator=simulator, seed=seed,
                   build_root=build_root)
-    res = run.result or {}
-    mism = int(res.get("mismatches", -1))
-    return ClassifierRegressionResult(
-        config=dut.params, simulator=simulator, vectors=int(res.get("vectors", 0)),
-        results=int(res.get("results", 0)), mismatches=mism,
-        passed=bool(run.passed and mism == 0 and res.get("vectors", 0) > 0),
-        phases=res.get("phases", {}), seconds=time.monotonic() - t0,
-        details=res.get("first_mismatches", "") if mism else "")
+    return ClassifierRegressionResult.from_run(run, dut.params, simulator, t0)
 
 
 # ------------------------------------------------------------------------------ integration

@@ -228,6 +228,21 @@ class RegressionResult:
     seconds: float = 0.0
     details: str = ""
 
+    @classmethod
+    def from_run(cls, run, config: dict, simulator: str, t0: float):
+        """The result of a cocotb ``run`` (``run.result``: the testbench's counts) that began at
+        ``time.monotonic() == t0``; passed only with zero mismatches and some vectors."""
+        import time
+
+        res = run.result or {}
+        mism = int(res.get("mismatches", -1))
+        return cls(
+            config=config, simulator=simulator, vectors=int(res.get("vectors", 0)),
+            results=int(res.get("results", 0)), mismatches=mism,
+            passed=bool(run.passed and mism == 0 and res.get("vectors", 0) > 0),
+            phases=res.get("phases", {}), seconds=time.monotonic() - t0,
+            details=res.get("first_mismatches", "") if mism else "")
+
     def summary(self) -> str:
         return (f"{self.simulator}: {self.vectors} block-pair vectors, {self.results} results, "
                 f"{self.mismatches} mismatches ({'PASS' if self.passed else 'FAIL'}, "
@@ -257,14 +272,7 @@ def run_dotprod_regression(config: dict, *, simulator: str = "verilator", quick:
     t0 = time.monotonic()
     run = _run_tb(dut, "regression", {"quick": quick}, simulator=simulator, seed=seed,
                   build_root=build_root)
-    res = run.result or {}
-    mism = int(res.get("mismatches", -1))
-    return RegressionResult(
-        config=dut.params, simulator=simulator, vectors=int(res.get("vectors", 0)),
-        results=int(res.get("results", 0)), mismatches=mism,
-        passed=bool(run.passed and mism == 0 and res.get("vectors", 0) > 0),
-        phases=res.get("phases", {}), seconds=time.monotonic() - t0,
-        details=res.get("first_mismatches", "") if mism else "")
+    return RegressionResult.from_run(run, dut.params, simulator, t0)
 
 
 def simulate_dotprod(config: dict, pairs: BlockPairs, *, simulator: str = "verilator",
