@@ -50,6 +50,7 @@ __all__ = [
     "cell_cost",
     "synthesize",
     "area_table",
+    "submodule_groups",
     "liberty_cells",
     "liberty_nand2",
     "logic_depth",
@@ -351,6 +352,7 @@ class AreaReport:
     nand2_area_um2: float | None = None
     lib_cells: int | None = None
     lib_cells_by_type: dict[str, int] | None = None
+    netlist_dir: str | None = None  # flat gate-level netlist for the energy flow, if written
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -398,7 +400,20 @@ def _rel(path: Path, work_dir: Path) -> str:
     return os.path.relpath(Path(path).resolve(), work_dir.resolve())
 
 
-def _script(top_file: str, top: str, lib: str | None) -> str:
+def netlist_commands(top: str, lib: str | None) -> list[str]:
+    """Yosys commands that write the current flat netlist for gate-level simulation:
+    ``netlist.json`` (connectivity, nets named ``n<k>``) and ``netlist.v`` (with the
+    Liberty cells' logic as modules, when mapped).  Used by :mod:`mpgen.flows.energy`."""
+    # Every net one bit wide, ports included (``i__payload_7``): Verilator's toggle coverage
+    # miscounts bits above 31 of signals wider than 64 bits (seen with Verilator 5.48).
+    lines = ["setundef -zero", "opt_clean -purge", "splitnets -ports -format _",
+             "rename -enumerate -pattern n%", "write_json netlist.json"]
+    if lib is not None:
+        lines.append(f"read_liberty -ignore_miss_func -ignore_miss_dir {lib}")
+    return lines + ["write_verilog -noattr netlist.v"]
+
+
+def _script(top_file: str, top: str, lib: str | None, netlist: bool = False) -> str:
     def mapped(tag: str) -> list[str]:
         lines = [f"tee -q -o {tag}.json stat -json"]
         if lib is not None:
@@ -415,6 +430,7 @@ def _script(top_file: str, top: str, lib: str | None) -> str:
         "design -load rtl",
         f"synth -top {top} -flatten",
         *mapped("flat"),
+        *(netlist_commands(top, lib) if netlist else []),
     ]) + "\n"
 
 
@@ -472,7 +488,8 @@ def _short_name(module: str, top: str) -> str:
 
 
 def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
-               work_dir: Path | str | None = None, timeout_s: float | None = 1800) -> AreaReport:
+               work_dir: Path | str | None = None, timeout_s: float | None = 1800,
+               netlist: bool = False) -> AreaReport:
     """Synthesise *verilog* (top module *top*) with Yosys and return its area.
 
     Args:
@@ -482,6 +499,8 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         work_dir: folder for the script, netlist statistics and ``yosys.log``
             (default: a fresh temporary folder, kept).
         timeout_s: wall-clock limit for Yosys.
+        netlist: also write the flat (mapped) netlist for the energy flow into *work_dir*
+            (``netlist.json``/``netlist.v``; :func:`mpgen.flows.energy.GateNetlist.load`).
 
     Raises:
         YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
@@ -498,7 +517,7 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
     for old in wd.glob("*.json"):
         old.unlink()
     (wd / f"{top}.v").write_text(verilog)
-    script = _script(f"{top}.v", top, _rel(lib_path, wd) if lib_path else None)
+    script = _script(f"{top}.v", top, _rel(lib_path, wd) if lib_path else None, netlist)
     t0 = time.monotonic()
     _run_yosys(script, wd, timeout_s)
     seconds = time.monotonic() - t0
@@ -549,6 +568,8 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         report.lib_cells = flat_lib[0]
         report.lib_cells_by_type = {t: n for t, n in sorted(flat_lib_mods[top].items())
                                     if t not in NON_LOGIC_CELLS}
+    if netlist:
+        report.netlist_dir = str(wd)
     (wd / "area.json").write_text(report.to_json())
     return report
 
@@ -595,6 +616,33 @@ def _fmt(x: float | int | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+def submodule_groups(reports: Mapping[str, AreaReport],
+                     groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+    """Breakdown group of every submodule of *reports*: ``{submodule: group}``, submodules in
+    first-seen order with the top's glue logic ``"(top)"`` last.
+
+    ``groups`` maps a group name to submodule name patterns (``fnmatch`` style, ``"(top)"`` is
+    the glue logic of the top module); the first group with a matching pattern owns the
+    submodule.  Without ``groups`` each submodule is its own group.  A submodule matching no
+    group raises ``ValueError`` so nothing is silently left out.
+    """
+    subs: list[str] = []
+    for r in reports.values():
+        for name in r.submodules:
+            if name not in subs:
+                subs.append(name)
+    subs.sort(key=lambda n: n == "(top)")  # glue logic last, stable otherwise
+    if groups is None:
+        return {s: s for s in subs}
+    owner = {}
+    for s in subs:
+        hits = [g for g, pats in groups.items() if any(fnmatch.fnmatchcase(s, p) for p in pats)]
+        if not hits:
+            raise ValueError(f"submodule {s!r} is in no breakdown group of {list(groups)}")
+        owner[s] = hits[0]
+    return owner
+
+
 def area_table(reports: Mapping[str, AreaReport],
                groups: Mapping[str, Sequence[str]] | None = None) -> str:
     """Markdown table: one row per configuration; columns cells, NAND2-eq, transistors,
@@ -606,20 +654,9 @@ def area_table(reports: Mapping[str, AreaReport],
     module) each column sums the submodules it matches; a submodule matching no group raises
     ``ValueError`` so nothing is silently left out.
     """
-    subs: list[str] = []
-    for r in reports.values():
-        for name in r.submodules:
-            if name not in subs:
-                subs.append(name)
-    subs.sort(key=lambda n: n == "(top)")  # glue logic last, stable otherwise
+    owner = submodule_groups(reports, groups)
     if groups is None:
-        groups = {s: [s] for s in subs}
-    owner = {}
-    for s in subs:
-        hits = [g for g, pats in groups.items() if any(fnmatch.fnmatchcase(s, p) for p in pats)]
-        if not hits:
-            raise ValueError(f"submodule {s!r} is in no breakdown group of {list(groups)}")
-        owner[s] = hits[0]
+        groups = {s: [s] for s in owner}
     with_lib = any(r.area_um2 is not None for r in reports.values())
     head = ["config", "cells", "NAND2-eq", "transistors"]
     if with_lib:

@@ -44,7 +44,7 @@ import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from . import BUILD_DIR_ENV, PARAMS_ENV, RESULT_ENV
 
@@ -300,7 +300,8 @@ def _build_args(simulator: str, waves: bool) -> list[str]:
     return []
 
 
-def _build(simulator: str, verilog: str, toplevel: str, build_dir: Path, waves: bool) -> float:
+def _build(simulator: str, verilog: str, toplevel: str, build_dir: Path, waves: bool,
+           extra_args: Sequence[str] = ()) -> float:
     """Compile *verilog* into *build_dir* (caller holds the lock). Returns seconds taken."""
     from cocotb_tools import runner as cocotb_runner
 
@@ -319,7 +320,7 @@ def _build(simulator: str, verilog: str, toplevel: str, build_dir: Path, waves: 
             sources=[src],
             hdl_toplevel=toplevel,
             build_dir=build_dir,
-            build_args=_build_args(simulator, waves),
+            build_args=_build_args(simulator, waves) + list(extra_args),
             timescale=TIMESCALE,
             waves=waves,
             always=True,
@@ -359,6 +360,7 @@ def run_cocotb(
     timeout_s: float | None = None,
     testcase: str | None = None,
     waves: bool = False,
+    build_args: Sequence[str] = (),
 ) -> CocotbRun:
     """Compile *verilog_source* (cached) and run the cocotb tests in *test_module*.
 
@@ -374,6 +376,8 @@ def run_cocotb(
         timeout_s: wall-clock limit for the simulation (not the build).
         testcase: run only this test function.
         waves: record a waveform (``dump.vcd`` for Verilator, ``<top>.fst`` for Icarus).
+        build_args: extra simulator build options (part of the build-cache key), e.g.
+            Verilator's ``--coverage-toggle`` for the energy flow.
 
     Returns:
         A :class:`CocotbRun`; failing tests give ``passed=False``, they do not raise.
@@ -399,7 +403,7 @@ def run_cocotb(
         "simulator_version": info.version,
         "cocotb": cocotb.__version__,
         "cocotb_libs": str(cocotb_config.libs_dir),
-        "build_args": _build_args(simulator, waves),
+        "build_args": _build_args(simulator, waves) + list(build_args),
         "make_vars": VERILATOR_MAKE_VARS if simulator == "verilator" else (),
         "timescale": TIMESCALE,
         "waves": waves,
@@ -413,7 +417,8 @@ def run_cocotb(
     with _file_lock(build_root / ".locks" / f"{build_dir.name}.lock"):
         if not (build_dir / _STAMP).is_file():
             cached = False
-            build_seconds = _build(simulator, verilog_source, toplevel, build_dir, waves)
+            build_seconds = _build(simulator, verilog_source, toplevel, build_dir, waves,
+                                   build_args)
             (build_dir / _STAMP).write_text(json.dumps(
                 {**key_parts, "build_seconds": build_seconds, "built_at": time.time()}, indent=1))
         else:
