@@ -3,7 +3,9 @@
     mpgen verilog UNIT [--config NAME] [--param k=v ...] -o DIR   generate Verilog
     mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
     mpgen area UNIT [--liberty FILE]                                Yosys area
-    mpgen run [-o DIR] [--liberty FILE]                             all of it, all units
+    mpgen energy UNIT [--liberty FILE] [--ops N]                    energy per op per mode
+    mpgen run [-o DIR] [--liberty FILE] [--energy key|all|none]     all of it, all units + report
+    mpgen report [-o DIR] [--liberty FILE] [--from DIR]             run + sweep + model studies
     mpgen sweep UNIT --grid k=v1,v2 ... [--jobs N | --scheduler ADDR] design-space sweep (resumable)
     mpgen study NAME [ARGS ...]                                     model/design studies (docs tables)
 
@@ -181,11 +183,11 @@ def cmd_sim(args, progress: _Progress) -> int:
 
 
 def _area_one(unit: str, name: str, params: dict, liberty: Path | None, work: Path,
-              progress: _Progress):
+              progress: _Progress, netlist: bool = False):
     from mpgen.flows.area import synthesize
     text = _verilog(unit, name, params)
     progress(f"{unit}/{name}: synthesising with Yosys" + (f" + {liberty.name}" if liberty else ""))
-    rep = synthesize(text, _units.top_name(unit), liberty=liberty, work_dir=work)
+    rep = synthesize(text, _units.top_name(unit), liberty=liberty, work_dir=work, netlist=netlist)
     progress(f"{unit}/{name}: {rep.nand2_eq:.1f} NAND2-eq"
              + (f", {rep.area_um2:.1f} µm²" if rep.area_um2 is not None else "")
              + f" ({rep.synth_seconds:.1f}s)")
@@ -205,19 +207,60 @@ def cmd_area(args, progress: _Progress) -> int:
     return 0
 
 
-def cmd_run(args, progress: _Progress) -> int:
-    from mpgen.flows.area import area_table
+def _energy_one(unit: str, name: str, params: dict, liberty: Path | None, work: Path,
+                progress: _Progress, *, ops: int | None = None, data: str = "auto",
+                netlist_dir: str | None = None):
+    spec = _units.get_unit(unit)
+    if spec.energy is None:
+        raise CLIError(f"unit {unit} has no energy workloads")
+    from mpgen.flows.energy import GateNetlist, measure_energy
+    netlist = (GateNetlist.load(netlist_dir, _units.top_name(unit), liberty)
+               if netlist_dir is not None else None)
+    try:
+        return measure_energy(unit, params, config=name, liberty=liberty, ops=ops, data=data,
+                              work_dir=work, netlist=netlist, progress=progress)
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"energy of {unit}/{name} {params}: {e}") from None
+
+
+def energy_table(reports) -> str:
+    """Markdown table: configuration × mode → energy per operation (and its breakdown)."""
+    lines = ["| config | mode | energy / op | internal | switching | clock | cycles / op | "
+             "outputs checked |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, rep in reports.items():
+        for mode, e in rep.modes.items():
+            b = e.breakdown
+            lines.append(f"| {name} | {mode} | {e.energy_per_op:.3f} {rep.energy_unit}/{e.op_name} | "
+                         f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | "
+                         f"{b.get('clock', 0):.3f} | {e.cycles / e.ops:.2f} | {e.checked} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_energy(args, progress: _Progress) -> int:
     liberty = _liberty(args.liberty)
-    sims = _simulators(args.simulator)
     out = Path(args.output)
+    reports = {}
+    for name, params in _configs(args.unit, args).items():
+        _verilog(args.unit, name, params)  # parameter errors as one line, before any tool runs
+        reports[name] = _energy_one(args.unit, name, params, liberty, out / args.unit / name,
+                                    progress, ops=args.ops, data=args.data)
     out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.unit}-energy.json"
+    path.write_text(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1))
+    print(energy_table(reports), end="")
+    progress(f"wrote {path}")
+    return 0
+
+
+def _collect_units(args, progress: _Progress, liberty: Path | None, out: Path,
+                   energy: str) -> tuple[dict, dict, list[str]]:
+    """Regression, area (and energy) of every default configuration of the chosen units."""
+    sims = _simulators(args.simulator)
     unit_names = args.unit or list(_units.UNITS)
     for u in unit_names:
         _units.get_unit(u)
-    report: dict[str, Any] = {"mpgen": _version(), "python": platform.python_version(),
-                              "liberty": str(liberty) if liberty else None,
-                              "simulators": sims, "units": {}}
-    md = ["# mpgen report", ""]
+    units: dict[str, Any] = {}
+    groups: dict[str, Any] = {}
     failures = []
     for unit in unit_names:
         spec = _units.get_unit(unit)
@@ -241,31 +284,85 @@ def cmd_run(args, progress: _Progress) -> int:
                     entry["regression"][sim] = r
                     if not r["passed"]:
                         failures.append(f"{unit}/{name} on {sim} ({r['mismatches']} mismatches)")
-            areas[name] = _area_one(unit, name, params, liberty, work / "area", progress)
+            from mpgen.flows.report_data import ENERGY_KEY_CONFIGS
+            do_energy = spec.energy is not None and (
+                energy == "all" or (energy == "key" and name in ENERGY_KEY_CONFIGS.get(unit, ())))
+            areas[name] = _area_one(unit, name, params, liberty, work / "area", progress,
+                                    netlist=do_energy)
             entry["area"] = areas[name].to_dict()
+            entry["energy"] = None
+            if do_energy:
+                rep = _energy_one(unit, name, params, liberty, work / "energy", progress,
+                                  netlist_dir=areas[name].netlist_dir)
+                entry["energy"] = rep.to_dict()
             unit_rep[name] = entry
-        report["units"][unit] = unit_rep
-        md += [f"## {unit}", "", "### Regression (quick)", "",
-               "| config | simulator | vectors | mismatches | result | seconds |",
-               "|---|---|---:|---:|---|---:|"]
-        for name, entry in unit_rep.items():
-            for sim, r in entry["regression"].items():
-                md.append(f"| {name} | {sim} | {r['vectors']} | {r['mismatches']} | "
-                          f"{'PASS' if r['passed'] else '**FAIL**'} | {r['seconds']} |")
-            if not entry["regression"]:
-                md.append(f"| {name} | – | – | – | no testbench | – |")
-        table = area_table(areas, spec.area_groups)
-        md += ["", "### Area", "", table]
+        units[unit] = unit_rep
+        groups[unit] = {k: list(v) for k, v in (spec.area_groups or {}).items()} or None
+        from mpgen.flows.area import area_table
         print(f"## {unit}\n")
-        print(table)
-    if liberty:
-        md.append(f"Liberty: `{liberty}`. ")
-    md.append("Method: docs/area.md (NAND2-eq weights, transistor counts, caveats).")
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    progress(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+        print(area_table(areas, spec.area_groups))
+        energies = {n: e["energy"] for n, e in unit_rep.items() if e["energy"]}
+        if energies:
+            from mpgen.flows.energy import EnergyReport
+            print(energy_table({n: EnergyReport.from_dict(d) for n, d in energies.items()}))
+    return units, groups, failures
+
+
+def _write_report(data: dict, out: Path, progress: _Progress) -> Path:
+    from mpgen.flows.report import save_report_data, write_report
+    save_report_data(data, out / "report-data.json")
+    path = write_report(data, out)
+    progress(f"wrote {path} (figures in {out / 'figures'}) and {out / 'report-data.json'}")
+    return path
+
+
+def cmd_run(args, progress: _Progress) -> int:
+    from mpgen.flows.report_data import command_line, tool_meta
+    liberty = _liberty(args.liberty)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    units, groups, failures = _collect_units(args, progress, liberty, out, args.energy)
+    data = {"meta": tool_meta(command_line(), liberty), "units": units, "area_groups": groups}
+    _write_report(data, out, progress)
     if failures:
         raise CLIError("regression failed: " + "; ".join(failures))
+    return 0
+
+
+def cmd_report(args, progress: _Progress) -> int:
+    from mpgen.flows import report_data as rd
+    out = Path(args.output)
+    if args.from_dir:
+        from mpgen.flows.report import load_report_data
+        src = Path(args.from_dir) / "report-data.json"
+        if not src.is_file():
+            raise CLIError(f"no report data at {src} (mpgen run/report writes it)")
+        _write_report(load_report_data(src), out, progress)
+        return 0
+    liberty = _liberty(args.liberty)
+    out.mkdir(parents=True, exist_ok=True)
+    units, groups, failures = _collect_units(args, progress, liberty, out, args.energy)
+    data: dict[str, Any] = {"meta": rd.tool_meta(rd.command_line(), liberty), "units": units,
+                            "area_groups": groups, "notes": []}
+    if not args.no_sweep:
+        from mpgen.flows.sweep import run_sweep
+        sw = rd.DEFAULT_SWEEP
+        res = run_sweep(sw["unit"], sw["grid"], jobs=args.jobs, liberty=liberty,
+                        out_dir=out / f"sweep-{sw['unit']}", progress=progress)
+        print(res.table())
+        data["sweeps"] = [res.to_dict()]
+        failures += [f"sweep point {r['params']}: {r['error'] or 'regression failed'}"
+                     for r in res.rows if r["status"] != "ok"]
+    if not args.no_models:
+        rows, notes = rd.model_energy_rows(units, progress=progress)
+        data["model_energy"] = rows
+        data["notes"] += notes
+        rows, notes = rd.quality_rows(progress=progress)
+        data["quality"] = rows
+        data["notes"] += notes
+    _write_report(data, out, progress)
+    if failures:
+        raise CLIError("failures: " + "; ".join(failures[:5]))
     return 0
 
 
@@ -360,7 +457,50 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, help="random seed for the regressions")
     sp.add_argument("--unit", action="append", metavar="UNIT",
                     help="only this unit (repeatable; default: all units)")
+    sp.add_argument("--energy", choices=["key", "all", "none"], default="key",
+                    help="gate-level energy per mode (docs/energy.md) for the key configurations "
+                         "(default: dotprod mixed-split and fp8-only, classifier bf16, FineQ 8x8 "
+                         "and its W4A8/W8A8 baselines), all of them, or none")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("energy", help="energy per operation of each mode of a unit, from the "
+                                       "switching activity of its gate-level netlist",
+                        description="Synthesise, simulate the netlist with real-model stimulus "
+                                    "(Verilator toggle coverage) and weight the toggles with the "
+                                    "Liberty file's power data (generic weights without one). "
+                                    "See docs/energy.md.")
+    unit_args(sp)
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file (pJ; else generic GEU)")
+    sp.add_argument("--ops", type=int, metavar="N", help="operations per mode (default: workload's)")
+    sp.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
+                    help="stimulus data (default auto: all-MiniLM-L6-v2 if installed)")
+    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out/energy",
+                    help="work and output folder (default mpgen-out/energy)")
+    sp.set_defaults(func=cmd_energy)
+
+    sp = sub.add_parser("report", help="the full report: run + dot-product sweep + model-level "
+                                       "energy and quality, with plots",
+                        description="Everything `mpgen run` does, plus the 12-point dot-product "
+                                    "sweep (resumable), the FGMP model-level energy and quality "
+                                    "vs FP4 fraction on the real models; writes DIR/report.md "
+                                    "with PNG+SVG figures. --from re-renders saved data.")
+    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
+                    help="output folder (default ./mpgen-out)")
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² and pJ")
+    sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
+                    help="simulator for the regressions (default verilator)")
+    sp.add_argument("--seed", type=int, help="random seed for the regressions")
+    sp.add_argument("--unit", action="append", metavar="UNIT",
+                    help="only this unit (repeatable; default: all units)")
+    sp.add_argument("--jobs", type=int, metavar="N", help="sweep worker processes")
+    sp.add_argument("--energy", choices=["key", "all", "none"], default="all",
+                    help="which configurations get the gate-level energy (default all)")
+    sp.add_argument("--no-sweep", action="store_true", help="leave the sweep out")
+    sp.add_argument("--no-models", action="store_true",
+                    help="leave the model-level energy and quality studies out")
+    sp.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help="re-render DIR/report-data.json into -o DIR without recomputing")
+    sp.set_defaults(func=cmd_report)
 
     from .sweep import add_sweep_arguments, cmd_sweep
     sp = sub.add_parser("sweep", help="sweep a unit's parameters: regression, area and logic depth "

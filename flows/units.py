@@ -32,6 +32,9 @@ class UnitSpec:
         area_groups: breakdown columns of the area table: name → submodule patterns
             (``fnmatch``; ``"(top)"`` is the top module's own logic); ``None`` = one column
             per submodule.
+        energy: ``energy(params, *, verilog, liberty, work_dir, ops, netlist_dir) -> EnergyReport``
+            (activity-based energy per operation per mode, :mod:`mpgen.flows.energy`);
+            ``None`` if the unit has no workloads.
     """
 
     factory: Callable[..., Any]
@@ -39,6 +42,20 @@ class UnitSpec:
     regression: Callable[..., Any] | None = None
     description: str = ""
     area_groups: Mapping[str, Sequence[str]] | None = None
+    energy: Callable[..., Any] | None = None
+
+
+def _energy_hook(unit: str) -> Callable[..., Any]:
+    """Energy hook of a unit whose workloads :mod:`mpgen.sim.workloads` provides."""
+    def energy(params, *, verilog=None, liberty=None, work_dir=None, ops=None, config="custom",
+               progress=None, netlist_dir=None):
+        from mpgen.flows.energy import GateNetlist, measure_energy
+        netlist = (GateNetlist.load(netlist_dir, top_name(unit), liberty)
+                   if netlist_dir is not None else None)
+        return measure_energy(unit, params, config=config, verilog=verilog, liberty=liberty,
+                              work_dir=work_dir, ops=ops, progress=progress, netlist=netlist)
+    energy.__qualname__ = energy.__name__ = f"{unit}_energy"
+    return energy
 
 
 def _dotprod_factory(**params):
@@ -61,6 +78,7 @@ UNITS: dict[str, UnitSpec] = {
             "mixed-shared": {"formats": "mixed", "organisation": "shared"},
         },
         regression=_dotprod_regression,
+        energy=_energy_hook("dotprod"),
         description="block dot product (BlockDotProduct): FP8/FP4/mixed, split or shared",
         area_groups={
             "multipliers": ["lanes_*"],
@@ -81,6 +99,7 @@ def _fineq_spec() -> UnitSpec:
         regression=fineq_area.fineq_regression,
         description="FineQ outlier-decoding temporal PE array and its multiplier baselines",
         area_groups=fineq_area.AREA_GROUPS,
+        energy=_energy_hook("fineq"),
     )
 
 
@@ -92,6 +111,7 @@ def _classifier_spec() -> UnitSpec:
         regression=classifier.run_classifier_regression,
         description="FGMP activation block classifier (ActivationClassifier): NVFP4 or FP8 per block",
         area_groups=classifier.AREA_GROUPS,
+        energy=_energy_hook("classifier"),
     )
 
 

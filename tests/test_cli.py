@@ -130,11 +130,20 @@ def test_run_main_job(capsys, tmp_path):
     assert code == 0, err
     assert "| w8 |" in out and "NAND2-eq" in out
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| w8 | verilator | 100 | 0 | PASS |" in md and "### Area" in md
-    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "| toy | w8 | verilator | 100 | 0 | PASS |" in md and "## Area" in md
+    assert "figures/area_breakdown.png" in md
+    assert (tmp_path / "out" / "figures" / "area_breakdown.svg").is_file()
+    rep = json.loads((tmp_path / "out" / "report-data.json").read_text())
     entry = rep["units"]["toy"]["w8"]
     assert entry["regression"]["verilator"]["passed"] and entry["area"]["nand2_eq"] > 0
     assert Path(entry["verilog"]).is_file()
+
+    # the report re-rendered from its saved data is the same file
+    code, _, err = run(capsys, "report", "--from", str(tmp_path / "out"), "-o", str(tmp_path / "again"))
+    assert code == 0, err
+    assert (tmp_path / "again" / "report.md").read_text() == md
+    code, _, err = run(capsys, "report", "--from", str(tmp_path / "nothing"), "-o", str(tmp_path / "x"))
+    assert code == 1 and "no report data" in one_error_line(err)
 
     code, _, err = run(capsys, "run", "--unit", "toybad", "-o", str(tmp_path / "bad"))
     assert code == 1 and "regression failed" in one_error_line(err)
@@ -164,3 +173,20 @@ def test_studies_point_at_importable_modules():
     import importlib.util
     for name, (module, _) in cli.STUDIES.items():
         assert importlib.util.find_spec(module) is not None, f"{name}: {module} missing"
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+def test_energy_command(capsys, tmp_path):
+    argv = ["energy", "dotprod", "--param", "block_size=8", "--param", "formats=fp4", "--ops", "16",
+            "--data", "synthetic", "-o", str(tmp_path)]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "| custom | fp4xfp4 |" in out and "GEU/block pair" in out
+    data = json.loads((tmp_path / "dotprod-energy.json").read_text())
+    assert data["custom"]["modes"]["fp4xfp4"]["energy_per_op"] > 0
+    assert data["custom"]["modes"]["fp4xfp4"]["mismatches"] == 0
+    code, _, err = run(capsys, "energy", "toy", "-o", str(tmp_path))
+    assert code == 1 and "no energy workloads" in one_error_line(err)
+    code, _, err = run(capsys, "energy", "dotprod", "--param", "block_size=7", "-o", str(tmp_path))
+    assert code == 1 and "block_size" in one_error_line(err)

@@ -193,7 +193,12 @@ def test_resume_runs_only_missing_points(cache, tmp_path, record_property):
     for r in res.rows[1:]:
         assert r["vectors"] > 1000 and r["mismatches"] == 0 and r["regression_passed"]
         assert r["cells"] > 0 and r["nand2_eq"] > 0 and r["logic_depth"] > 0
-        assert r["energy_pj_per_op"] is None and "not modelled" in r["energy_note"]
+        # energy from the gate-level netlist's toggles (generic weighting: no liberty)
+        assert r["energy_unit"] == "GEU" and r["energy_note"] is None
+        assert set(r["energy_per_op"]) == {"fp4xfp4"} and r["energy_per_op"]["fp4xfp4"] > 0
+        energy = json.loads((cache / "dotprod" / "work" / r["point"] / "energy" / "energy.json")
+                            .read_text())
+        assert energy["modes"]["fp4xfp4"]["energy_per_op"] == r["energy_per_op"]["fp4xfp4"]
         # the row is the synthesis report of that point's own netlist
         report = json.loads((cache / "dotprod" / "work" / r["point"] / "area" / "area.json")
                             .read_text())
@@ -210,7 +215,10 @@ def test_resume_runs_only_missing_points(cache, tmp_path, record_property):
     assert [(r["block_size"], r["status"], r["cached"]) for r in rows] == [
         ("7", "error", "False"), ("8", "ok", "True"), ("16", "ok", "False")]
     assert rows[2]["nand2_eq"] == str(b16["nand2_eq"]) and rows[2]["mismatches"] == "0"
-    assert rows[2]["energy_pj_per_op"] == "" and rows[2]["area_um2"] == ""
+    assert float(rows[2]["energy_per_op[fp4xfp4]"]) == b16["energy_per_op"]["fp4xfp4"]
+    assert rows[2]["energy_unit"] == "GEU" and rows[2]["area_um2"] == ""
+    # twice the lanes: more energy per block pair
+    assert b16["energy_per_op"]["fp4xfp4"] > b8["energy_per_op"]["fp4xfp4"]
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["points"] == 3 and data["computed"] == 2 and data["errors"] == 1
     assert data["rows"][2]["logic_depth"] == b16["logic_depth"]
@@ -244,7 +252,8 @@ def test_dask_local_cluster(cache, tmp_path):
     assert r["status"] == "ok", (r["error"], r.get("traceback"))
     assert not r["cached"]
     assert int(r["worker"].rsplit(":", 1)[1]) in worker_pids - {os.getpid()}
-    for key in ("cells", "nand2_eq", "transistors", "logic_depth", "vectors", "mismatches"):
+    for key in ("cells", "nand2_eq", "transistors", "logic_depth", "vectors", "mismatches",
+                "energy_per_op"):
         assert r[key] == local[key], key
     assert bad["status"] == "error" and bad["error_stage"] == "generate"
     assert len(list((tmp_path / "dotprod").glob("*.json"))) == 1
