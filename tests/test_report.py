@@ -367,3 +367,23 @@ def test_json_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text("[1]")
     with pytest.raises(ValueError, match="JSON object"):
         load_report_data(tmp_path / "bad.json")
+
+
+def test_claims_table_next_to_the_papers(tmp_path):
+    """The headline ratios are computed from the data: FP4×FP4 vs FP8×FP8, the classifier per
+    block (raw and amortised over the model's reuse), FineQ vs W8A8 per MAC, FGMP model saving."""
+    data = make_data()
+    data["units"]["classifier"] = {"bf16": {"params": {}, "energy": _energy("classifier", "bf16",
+                                                                             {"classify": 250.0})}}
+    for r in data["model_energy"]:
+        r["activation_blocks"] = 10
+    text = write_report(data, tmp_path).read_text()
+    claims = text[text.index("## The papers' claims"):text.index("## Regression")]
+    assert "| dotprod/mixed-split: FP4×FP4 vs FP8×FP8 block pair | 40 vs 125 GEU (68% less) |" in claims
+    # 250 / 125 = 2× per block; each activation block feeds 1000 / 10 = 100 block pairs: 2 %
+    assert "250 vs 125 GEU (2.00× per block; amortised over the 100–100 block pairs" in claims
+    assert "2.00%–2.00%" in claims
+    assert "| fineq/fineq-8x8 vs w8a8-8x8, energy per MAC | 2 vs 4 GEU (2.00× efficiency) | up to 1.79× (FineQ) |" in claims
+    assert "18.0% less energy (17.0% with the classifier)" in claims  # stories260K at 90 %
+    bare = write_report({"meta": dict(META)}, tmp_path / "bare").read_text()
+    assert "papers' claims" not in bare
