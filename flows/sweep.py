@@ -621,8 +621,13 @@ def _terminate_tree(pid: int) -> None:
 
 
 def _worker_init() -> None:
-    """Pool worker start-up: default SIGTERM (the parent's handler is inherited by fork)."""
+    """Pool worker start-up: default SIGTERM (the parent's handler is inherited by fork), and
+    one torch thread: a forked child that enters the OpenMP pool its parent had started
+    (GNU libgomp, torch's CPU wheels) waits forever, and energy workloads run torch code."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _stderr_progress(msg: str) -> None:

@@ -110,6 +110,41 @@ def test_worker_failures_are_error_rows(tmp_path):
 # --------------------------------------------------------------------------- real sweeps
 
 
+@pytest.mark.synth
+def test_forked_worker_runs_torch_after_the_parent_did(tmp_path):
+    """A parent that has used torch's OpenMP pool (as `mpgen report` and pytest workers do)
+    forks the sweep's pool workers; a worker running torch code (the energy workloads) must not
+    hang in the inherited pool (GNU libgomp is not fork-safe). Run in a subprocess with a time
+    limit, so a regression fails the test instead of hanging the suite."""
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from mpgen.flows import units
+        from mpgen.flows.sweep import run_sweep
+        from toy_design import ToyStreamAdder
+
+        def torch_regression(config, **kw):
+            x = torch.randn(400, 400)
+            for _ in range(3):
+                x = (x @ x).tanh()  # parallel regions in the forked worker
+            return type("R", (), dict(vectors=1, mismatches=0, passed=bool(torch.isfinite(x).all()),
+                                      details=""))()
+
+        units.register_unit("toytorch", units.UnitSpec(
+            factory=ToyStreamAdder, default_configs={{}}, regression=torch_regression))
+        x = torch.randn(1500, 1500)
+        for _ in range(3):
+            x = (x @ x).tanh()  # the parent starts its OpenMP pool before forking
+        res = run_sweep("toytorch", {{"width": [8]}}, jobs=1, cache_dir={str(tmp_path)!r},
+                        progress=None)
+        print(res.rows[0]["status"], res.rows[0]["error"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "ok", proc.stdout
+
+
 @pytest.mark.sim
 @pytest.mark.synth
 def test_mismatching_point_is_a_cached_failure(tmp_path, monkeypatch):
