@@ -950,7 +950,9 @@ def _claims_section(data: Mapping) -> list[str]:
                      "classifier under 1 % of the dot-product energy (FGMP)"))
     fineq = _units(data).get("fineq") or {}
     for name in fineq:
-        base = _fineq_baseline(fineq, name) if (fineq[name].get("params") or {}).get("pe") == "temporal" else None
+        # FineQ-coded arrays (temporal or multiplier PEs); the baselines have plain weight_bits
+        is_fineq = "weight_bits" not in (fineq[name].get("params") or {})
+        base = _fineq_baseline(fineq, name) if is_fineq else None
         if base is None:
             continue
         ef, uf, _ = _mac_energy(fineq[name])
