@@ -418,6 +418,17 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--param", metavar="K=V", action="append", default=[],
                         help="override a constructor parameter (repeatable), e.g. block_size=32")
 
+    def job_args(sp):
+        """Options shared by the all-units jobs (run, report)."""
+        sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
+                        help="output folder (default ./mpgen-out)")
+        sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² and pJ")
+        sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
+                        help="simulator for the regressions (default verilator)")
+        sp.add_argument("--seed", type=int, help="random seed for the regressions")
+        sp.add_argument("--unit", action="append", metavar="UNIT",
+                        help="only this unit (repeatable; default: all units)")
+
     sp = sub.add_parser("verilog", help="write Verilog for a unit",
                         description="Write <DIR>/<unit>-<config>.v for each selected configuration "
                                     "(<DIR>/<unit>.v for --param only).")
@@ -449,14 +460,7 @@ def _parser() -> argparse.ArgumentParser:
                         description="For each default configuration of each unit: generate "
                                     "Verilog, run the quick regression, estimate area; write "
                                     "report.md and report.json and print the area table.")
-    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
-                    help="output folder (default ./mpgen-out)")
-    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² figures")
-    sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
-                    help="simulator for the regressions (default verilator)")
-    sp.add_argument("--seed", type=int, help="random seed for the regressions")
-    sp.add_argument("--unit", action="append", metavar="UNIT",
-                    help="only this unit (repeatable; default: all units)")
+    job_args(sp)
     sp.add_argument("--energy", choices=["key", "all", "none"], default="key",
                     help="gate-level energy per mode (docs/energy.md) for the key configurations "
                          "(default: dotprod mixed-split and fp8-only, classifier bf16, FineQ 8x8 "
@@ -484,14 +488,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "sweep (resumable), the FGMP model-level energy and quality "
                                     "vs FP4 fraction on the real models; writes DIR/report.md "
                                     "with PNG+SVG figures. --from re-renders saved data.")
-    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
-                    help="output folder (default ./mpgen-out)")
-    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² and pJ")
-    sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
-                    help="simulator for the regressions (default verilator)")
-    sp.add_argument("--seed", type=int, help="random seed for the regressions")
-    sp.add_argument("--unit", action="append", metavar="UNIT",
-                    help="only this unit (repeatable; default: all units)")
+    job_args(sp)
     sp.add_argument("--jobs", type=int, metavar="N", help="sweep worker processes")
     sp.add_argument("--energy", choices=["key", "all", "none"], default="all",
                     help="which configurations get the gate-level energy (default all)")

