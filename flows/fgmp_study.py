@@ -18,11 +18,11 @@ Models and metrics:
 * ``stories260K`` (llama2.c, ``../shared/models/stories260K.bin``): calibration and evaluation on
   token sequences the float model samples itself (temperature 1) from fixed, disjoint seeds;
   teacher-forced perplexity and mean per-token KL(float ‖ quantized).
-* ``minilm`` (all-MiniLM-L6-v2, :mod:`mpgen.golden.minilm`): calibration / evaluation paragraphs
+* ``minilm`` (all-MiniLM-L6-v2, :mod:`mpgen.models.minilm`): calibration / evaluation paragraphs
   from ``text_corpus("calib" | "eval")``; 1 − cosine similarity of the sentence embeddings to the
-  float ones (mean = :func:`~mpgen.golden.minilm.embedding_divergence`, and the worst sentence).
+  float ones (mean = :func:`~mpgen.models.minilm.embedding_divergence`, and the worst sentence).
 
-Fisher statistics (:mod:`mpgen.golden.fisher`) and activation calibration are cached under
+Fisher statistics (:mod:`mpgen.models.fisher`) and activation calibration are cached under
 ``build/fgmp_study`` keyed by model and settings. ``python -m mpgen.flows.fgmp_study --out
 docs/fgmp_study.md`` regenerates the table of ``docs/fgmp_policy.md``.
 """
@@ -77,7 +77,7 @@ class StudySettings:
     stories_calib_seqs: int = 64
     stories_eval_seqs: int = 16
     stories_tokens: int = 127           # sampled after BOS
-    stories_calib_seed: int = 1         # mpgen.golden.fisher.llama2c_sequences seeds
+    stories_calib_seed: int = 1         # mpgen.models.fisher.llama2c_sequences seeds
     stories_eval_seed: int = 0
     # all-MiniLM-L6-v2
     minilm_calib_texts: int = 64
@@ -142,8 +142,8 @@ class ModelCase:
 
 
 def stories_case(settings: StudySettings, path: Path = STORIES_PATH, *, progress=True) -> ModelCase:
-    from ..golden import fisher as fisher_mod
-    from ..golden.llama2c import load_llama2c
+    from ..models import fisher as fisher_mod
+    from ..models.llama2c import load_llama2c
 
     model = load_llama2c(path)
     s = settings
@@ -193,8 +193,8 @@ def stories_case(settings: StudySettings, path: Path = STORIES_PATH, *, progress
 
 
 def minilm_case(settings: StudySettings, *, progress=True) -> ModelCase:
-    from ..golden import fisher as fisher_mod
-    from ..golden.minilm import embedding_divergence, load_minilm, text_corpus
+    from ..models import fisher as fisher_mod
+    from ..models.minilm import embedding_divergence, load_minilm, text_corpus
 
     model = load_minilm()
     model.eval()
@@ -260,7 +260,7 @@ class PolicyResult:
 
 
 def _site_fisher(case: ModelCase, act_fisher: dict) -> dict[str, torch.Tensor]:
-    """Per-site activation Fisher, padded. :mod:`mpgen.golden.fisher` measures each layer's input
+    """Per-site activation Fisher, padded. :mod:`mpgen.models.fisher` measures each layer's input
     gradient through that layer only; an input shared by several layers gets the sum over them
     (an error in it costs through every consumer; cross terms neglected, as the diagonal does)."""
     out = {}

@@ -103,7 +103,7 @@ def stories_case(settings: StudySettings, path: Path = STORIES_PATH) -> ModelCas
     per predicted token and perplexity of those sequences."""
     if not Path(path).is_file():
         return None
-    from ..golden.llama2c import generate, load_llama2c
+    from ..models.llama2c import generate, load_llama2c
 
     model = load_llama2c(path)
     seqs = [generate(model, seed, settings.stories_tokens, temperature=1.0)
@@ -135,7 +135,7 @@ def minilm_case(settings: StudySettings) -> ModelCase | None:
     """all-MiniLM-L6-v2, or ``None`` if the weights package is not installed. Divergence: mean
     ``1 - cos`` of the sentence embeddings of ``minilm_texts`` eval paragraphs vs the float model."""
     try:
-        from ..golden.minilm import embedding_divergence, load_minilm, text_corpus
+        from ..models.minilm import embedding_divergence, load_minilm, text_corpus
         model = load_minilm()
     except (ImportError, FileNotFoundError):
         return None

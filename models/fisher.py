@@ -33,7 +33,7 @@ gives the true Fisher:
   the gradient is ``−εᵀ J`` with ``J = ∂e/∂θ``, so ``E[g²] = diag(JᵀJ)``, the Gauss-Newton /
   Fisher of ``y ~ N(e(x), I)``. Since embeddings have unit norm,
   ``1 − cos(e, e + Δe) ≈ ½‖Δe‖²``, so a weight perturbation ``δ`` costs about
-  ``½ Σ F δ²`` of :func:`mpgen.golden.minilm.embedding_divergence` (diagonal approximation).
+  ``½ Σ F δ²`` of :func:`mpgen.models.minilm.embedding_divergence` (diagonal approximation).
 
 See ``docs/models.md`` for measured run times.
 """
@@ -322,7 +322,7 @@ def minilm_token_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def minilm_fisher(model, texts: list[str], *, batch_size: int = 16, max_len: int = 128, seed: int = 0,
                   device=None, progress: bool = True, layers=None) -> FisherStats:
-    """Fisher of all-MiniLM-L6-v2 (:func:`mpgen.golden.minilm.load_minilm`) on ``texts``:
+    """Fisher of all-MiniLM-L6-v2 (:func:`mpgen.models.minilm.load_minilm`) on ``texts``:
     :func:`minilm_batches` + :func:`minilm_fisher_loss`, padding left out of the activation mean."""
     stats = collect_fisher(model, minilm_batches(model, texts, batch_size=batch_size, max_len=max_len,
                                                  seed=seed),
@@ -338,10 +338,10 @@ def minilm_fisher(model, texts: list[str], *, batch_size: int = 16, max_len: int
 def llama2c_sequences(module, n: int, n_tokens: int = 63, *, seed: int = 0,
                       temperature: float = 1.0) -> torch.Tensor:
     """``n`` token sequences ``[n, 1 + n_tokens]`` (int64, CPU) sampled from the model itself,
-    each starting with BOS, all in parallel with a :class:`~mpgen.golden.llama2c.Llama2cModule`
+    each starting with BOS, all in parallel with a :class:`~mpgen.models.llama2c.Llama2cModule`
     (a ``Llama2cModel`` is wrapped): ``softmax(logits / temperature)`` with a CPU
     ``torch.Generator`` seeded by ``seed`` (deterministic for a given seed and device)."""
-    from mpgen.golden.llama2c import BOS, Llama2cModel, Llama2cModule
+    from .llama2c import BOS, Llama2cModel, Llama2cModule
 
     if isinstance(module, Llama2cModel):
         module = Llama2cModule(module)
@@ -390,7 +390,7 @@ def llama2c_fisher(model, n_sequences: int = 64, n_tokens: int = 63, *, seed: in
     """Fisher of a llama2.c model (``Llama2cModel`` or ``Llama2cModule``) on ``n_sequences`` of
     its own samples (:func:`llama2c_sequences`, generated on the CPU) with
     :func:`llama2c_fisher_loss`. Returns stats keyed by the ``linear_weights()`` names."""
-    from mpgen.golden.llama2c import Llama2cModel, Llama2cModule
+    from .llama2c import Llama2cModel, Llama2cModule
 
     module = Llama2cModule(model) if isinstance(model, Llama2cModel) else model
     module.to("cpu")
