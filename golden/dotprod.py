@@ -30,15 +30,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .fgmp import FP8_IMPLICIT_SCALE_CODE, FGMPTensor
+from .constants import BLOCK_SIZES, FP8_IMPLICIT_SCALE_CODE
+from .fgmp import FGMPTensor
 from .formats import E2M1, E4M3, FP32, UE4M3
 
 __all__ = [
     "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "BlockPairs", "block_terms", "dot_products",
     "fp32_bits", "element_fixed_table", "scale_mant_shift_table", "pairs_from_fgmp", "fgmp_matmul",
 ]
-
-BLOCK_SIZES = (8, 16, 32)
 
 #: Exponent of the common fixed-point step of elements (E4M3's lsb; E2M1's is coarser).
 ELEMENT_LSB = E4M3.lsb_exponent

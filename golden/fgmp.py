@@ -25,16 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
+from .constants import BLOCK, FP8_IMPLICIT_SCALE, FP8_IMPLICIT_SCALE_CODE
 from .formats import E2M1, E4M3, UE4M3
-from .nvfp4 import BLOCK, check_float_input, exact_block_quantize, tensor_scale_from_amax
+from .nvfp4 import check_float_input, exact_block_quantize, tensor_scale_from_amax
 
 __all__ = ["BLOCK", "FP8_IMPLICIT_SCALE", "FP8_IMPLICIT_SCALE_CODE", "FGMPTensor", "fgmp_quantize",
            "fgmp_tensor_scale"]
 
-#: Implicit block scale of FP8 blocks: E2M1's max, so FP8 blocks reach E4M3.max_value · s_t · 6.
-FP8_IMPLICIT_SCALE = float(E2M1.max_value)
-#: Its UE4M3 code (stored in ``block_scale`` for FP8 blocks).
-FP8_IMPLICIT_SCALE_CODE = int(UE4M3.encode(torch.tensor(FP8_IMPLICIT_SCALE)))
+# FP8_IMPLICIT_SCALE (E2M1's max, 6) and its UE4M3 code FP8_IMPLICIT_SCALE_CODE (stored in
+# ``block_scale`` for FP8 blocks) live in the torch-free .constants; the tensor codec agrees:
+assert int(UE4M3.encode(torch.tensor(FP8_IMPLICIT_SCALE))) == FP8_IMPLICIT_SCALE_CODE
 assert float(UE4M3.decode(torch.tensor(FP8_IMPLICIT_SCALE_CODE))) == FP8_IMPLICIT_SCALE
 
 

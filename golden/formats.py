@@ -24,8 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only
+    import torch
+
+# torch is imported inside the methods that build or use torch tensors (tables, encode, decode),
+# not here: the geometry (widths, bias, max codes, fields, mant_shift, ...) is pure Python, and the
+# RTL generators read only that, so ``import mpgen.rtl`` does not pay for importing torch. This is
+# for import cost only; there is no import cycle to hide.
 
 __all__ = ["FloatFormat", "E2M1", "E4M3", "E5M2", "UE4M3", "E8M0", "FP32", "BF16", "FP16", "FORMATS"]
 
@@ -189,18 +196,24 @@ class FloatFormat:
 
     @property
     def torch_dtype(self):
+        import torch  # lazy: import cost only (module comment)
+
         return getattr(torch, self.torch_dtype_name) if self.torch_dtype_name else None
 
     # ------------------------------------------------------------------ tables
     @cached_property
     def decode_table(self) -> torch.Tensor:
         """float32 value of every code, indexed by code."""
+        import torch  # lazy: import cost only (module comment)
+
         self._require_small()
         return torch.tensor([self.value(c) for c in range(1 << self.width)], dtype=torch.float32)
 
     @cached_property
     def _positive_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Finite non-negative magnitudes ascending (float64) and their codes."""
+        import torch  # lazy: import cost only (module comment)
+
         self._require_small()
         codes = [c for c in range(1 << self.magnitude_width) if self._finite(c)]
         codes.sort(key=self.value)
@@ -210,6 +223,8 @@ class FloatFormat:
     # --------------------------------------------------------------- tensor ops
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes (any integer dtype) to float32 values."""
+        import torch  # lazy: import cost only (module comment)
+
         if not isinstance(codes, torch.Tensor):
             raise TypeError(f"{self.name}.decode expects a torch.Tensor of codes")
         if codes.dtype.is_floating_point or codes.dtype == torch.bool:
@@ -226,6 +241,8 @@ class FloatFormat:
         two float32 numbers is rounded as the exact quotient would be. See the module docstring
         for the NaN/Inf/−0 rules.
         """
+        import torch  # lazy: import cost only (module comment)
+
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{self.name}.encode expects a torch.Tensor")
         if not x.dtype.is_floating_point:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .constants import BLOCK
 from .formats import E2M1, E4M3, UE4M3
 
 __all__ = [
@@ -45,8 +46,7 @@ __all__ = [
     "check_float_input",
 ]
 
-#: Elements per NVFP4 block (along the last dimension).
-BLOCK = 16
+# BLOCK (elements per NVFP4 block, along the last dimension) lives in the torch-free .constants.
 RECIPES = ("torchao", "exact")
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -25,8 +25,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mpgen.golden.classifier import INPUT_FORMATS, ClassifierConfig
-from mpgen.golden.fgmp import BLOCK, FP8_IMPLICIT_SCALE_CODE
+from mpgen.golden.classifier_config import INPUT_FORMATS, ClassifierConfig
+from mpgen.golden.constants import BLOCK, FP8_IMPLICIT_SCALE_CODE
 from mpgen.golden.formats import E2M1, E4M3, UE4M3
 
 from .arith import leading_zeros, unpack

@@ -14,7 +14,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mpgen.golden.dotprod import BLOCK_SIZES, FP8_IMPLICIT_SCALE_CODE
+from mpgen.golden.constants import BLOCK_SIZES, FP8_IMPLICIT_SCALE_CODE
 from mpgen.golden.formats import E2M1, E4M3, FP32, UE4M3
 
 from .arith import FP32Adder, ToFP32, float_layout, unpack, widen

@@ -13,7 +13,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mpgen.golden.fgmp import BLOCK
+from mpgen.golden.constants import BLOCK
 from mpgen.golden.formats import E4M3
 
 from .classifier import ActivationClassifier

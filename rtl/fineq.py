@@ -33,6 +33,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from mpgen.golden.fineq_format import DEFAULT_CODE, FineQCode
+
 __all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "FineQArray", "CODINGS", "PE_KINDS",
            "BASELINE_WEIGHT_BITS", "check_code", "default_code", "exact_acc_bits",
            "temporal_step_cycles", "code_from_params"]
@@ -50,7 +52,6 @@ _CLUSTER = 3
 
 def default_code():
     """The project's default FineQ level sets (:data:`mpgen.golden.fineq.DEFAULT_CODE`)."""
-    from mpgen.golden.fineq import DEFAULT_CODE
     return DEFAULT_CODE
 
 
@@ -83,7 +84,6 @@ def code_from_params(code):
     """``code`` itself, or a FineQCode built from a mapping with ``normal_levels``,
     ``outlier_levels`` (and optionally ``name``), as :attr:`FineQArray.params` writes it."""
     if isinstance(code, dict):
-        from mpgen.golden.fineq import FineQCode
         unknown = set(code) - {"normal_levels", "outlier_levels", "name"}
         if unknown:
             raise ValueError(f"unknown FineQ code fields {sorted(unknown)}")
