@@ -224,7 +224,7 @@ def write_docs(table: str, doc: Path = DOC, command: str = "") -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mpgen.flows.fineq_area", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--liberty", help="Liberty file for µm² (e.g. ../shared/lib/sg13g2_stdcell_typ_1p20V_25C.lib)")
+    ap.add_argument("--liberty", help="Liberty file for µm² (e.g. sg13g2_stdcell_typ_1p20V_25C.lib)")
     ap.add_argument("--sizes", default="8,16", help="square array sizes, comma-separated (default 8,16)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"designs (default {','.join(KINDS)})")
     ap.add_argument("--m", type=int, default=64, help="activation vectors per GEMM tile (default 64)")

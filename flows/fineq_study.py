@@ -16,7 +16,8 @@ Two parts:
    model sampled itself; MiniLM mean ``1 - cos`` of sentence embeddings against the float model.
 
 ``python -m mpgen.flows.fineq_study`` (or ``mpgen study fineq-accuracy``) prints the markdown;
-``--out FILE`` also writes it. Models that are absent are skipped (and said so in the output).
+``--out FILE`` also writes it; stories260K is read from ``--models DIR`` (else ``$MPGEN_MODELS``).
+Models that are absent are skipped (and said so in the output, with the reason).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import torch
 
 from ..golden.fineq import (CLUSTER, DEFAULT_CODE, SCALE_BITS, WORD_BITS, FineQCode, fineq_quantize,
                             rtn_quantize)
+from ..models.paths import STORIES260K, ModelNotFoundError, model_file
 
-__all__ = ["CANDIDATES", "STORIES_PATH", "StudySettings", "ModelCase", "stories_case", "minilm_case",
+__all__ = ["CANDIDATES", "StudySettings", "ModelCase", "stories_case", "minilm_case",
            "load_cases", "code_point_study", "accuracy_study", "worked_example", "int8_act_linear", "run_fineq_study", "main"]
 
-STORIES_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
 
 
 def _c(name, n, o):
@@ -97,12 +98,16 @@ def _log(msg: str, t0: float, progress: bool) -> None:
         print(f"[fineq-study {time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def stories_case(settings: StudySettings, path: Path = STORIES_PATH) -> ModelCase | None:
-    """stories260K (llama2.c) or ``None`` if the file is absent. Divergence on ``stories_seqs``
-    sequences sampled (temperature 1, seeds 0..) from the float model: mean KL(float || quant)
-    per predicted token and perplexity of those sequences."""
-    if not Path(path).is_file():
-        return None
+def stories_case(settings: StudySettings, path: Path | None = None, *,
+                 models_dir=None) -> ModelCase:
+    """stories260K (llama2.c) from ``path``, else ``stories260K.bin`` in ``models_dir`` (else
+    ``$MPGEN_MODELS``); :class:`~mpgen.models.paths.ModelNotFoundError` if absent. Divergence on
+    ``stories_seqs`` sequences sampled (temperature 1, seeds 0..) from the float model: mean
+    KL(float || quant) per predicted token and perplexity of those sequences."""
+    if path is None:
+        path = model_file(STORIES260K, models_dir)
+    elif not Path(path).is_file():
+        raise ModelNotFoundError(f"stories260K model file {path} not found")
     from ..models.llama2c import generate, load_llama2c
 
     model = load_llama2c(path)
@@ -154,14 +159,18 @@ def minilm_case(settings: StudySettings) -> ModelCase | None:
     return ModelCase("MiniLM", weights, divergence, [("div", "MiniLM 1−cos", "{:.5f}")])
 
 
-def load_cases(settings: StudySettings) -> tuple[list[ModelCase], list[str]]:
+def load_cases(settings: StudySettings, *, models_dir=None) -> tuple[list[ModelCase], list[str]]:
+    """The available cases of ``settings.models`` and the missing ones (``"name (reason)"``).
+    stories260K comes from ``models_dir`` (else ``$MPGEN_MODELS``)."""
     cases, missing = [], []
-    for name, key, make in (("stories260K", "stories260K", stories_case),
-                            ("all-MiniLM-L6-v2", "MiniLM", minilm_case)):
-        if key not in settings.models:
-            continue
-        c = make(settings)
-        (cases.append(c) if c is not None else missing.append(name))
+    if "stories260K" in settings.models:
+        try:
+            cases.append(stories_case(settings, models_dir=models_dir))
+        except ModelNotFoundError as e:
+            missing.append(f"stories260K ({e})")
+    if "MiniLM" in settings.models:
+        c = minilm_case(settings)
+        (cases.append(c) if c is not None else missing.append("all-MiniLM-L6-v2"))
     return cases, missing
 
 
@@ -409,18 +418,19 @@ def worked_example(case: ModelCase, layer: str, group_size: int | None = 48, cod
 
 
 def run_fineq_study(settings: StudySettings | None = None, *, codes: bool = True, accuracy: bool = True,
-                    progress: bool = True) -> str:
-    """Run the study and return the markdown (code-point table, then accuracy table)."""
+                    progress: bool = True, models_dir=None) -> str:
+    """Run the study and return the markdown (code-point table, then accuracy table);
+    stories260K from ``models_dir`` (else ``$MPGEN_MODELS``)."""
     s = settings or StudySettings()
     t0 = time.monotonic()
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matmuls; the 2-core box is shared
     try:
-        cases, missing = load_cases(s)
+        cases, missing = load_cases(s, models_dir=models_dir)
         _log(f"models: {[c.name for c in cases]}; missing: {missing}", t0, progress)
         parts = []
         if missing:
-            parts.append("Skipped (not available here): " + ", ".join(missing) + ".\n")
+            parts.append("Skipped (not available here): " + "; ".join(missing) + ".\n")
         if not cases:
             return "\n".join(parts + ["No model available: nothing measured."])
         code = DEFAULT_CODE
@@ -471,8 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("codes", "accuracy"), help="run one part only")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("--models", metavar="DIR", type=Path, default=None,
+                    help="folder with stories260K.bin (default: $MPGEN_MODELS; without either, "
+                         "stories260K is skipped)")
     a = ap.parse_args(argv)
-    md = run_fineq_study(codes=a.only != "accuracy", accuracy=a.only != "codes", progress=not a.quiet)
+    md = run_fineq_study(codes=a.only != "accuracy", accuracy=a.only != "codes", progress=not a.quiet,
+                         models_dir=a.models)
     print(md)
     if a.out:
         a.out.write_text(md)

@@ -41,6 +41,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..golden.policy import POLICY_KINDS, ActivationQuantizer, Policy, assign_weights
+from ..models.paths import STORIES260K, model_file
 from . import fgmp_study as study
 
 __all__ = ["FGMP_PAPER_SAVING", "MODES", "CURVE_SETTINGS", "CURVE_POLICIES", "CURVE_FRACTIONS",
@@ -147,20 +148,30 @@ def _kept(wcache: dict) -> dict:
     return {k: v for k, v in wcache.items() if k[1] in ("scale", "fp4codes", "fp8codes", "score")}
 
 
+def _stories_path(stories_path, models_dir) -> Path:
+    """``stories_path`` (checked), else ``stories260K.bin`` in ``models_dir`` / ``$MPGEN_MODELS``."""
+    if stories_path is None:
+        return model_file(STORIES260K, models_dir)
+    path = Path(stories_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"stories260K model file {path} not found (llama2.c "
+                                "stories260K.bin; see docs/models.md)")
+    return path
+
+
 def _case_for(model: str, settings, stories_path, progress):
     if model == "minilm":
         return study.minilm_case(settings, progress=progress)
     if model == "stories260K":
-        path = Path(stories_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"stories260K model file {path} not found (llama2.c "
-                                    "stories260K.bin; see docs/models.md)")
-        return study.stories_case(settings, path, progress=progress)
+        return study.stories_case(settings, stories_path, progress=progress)
     raise ValueError(f"unknown model {model!r}; choose from {study.MODELS} or pass a ModelCase")
 
 
-def _prepare(case_or_model, settings, cache_dir, stories_path, progress) -> _Prepared:
+def _prepare(case_or_model, settings, cache_dir, stories_path, progress, models_dir=None) -> _Prepared:
     settings = study.StudySettings() if settings is None else settings
+    # the model file is resolved first (a clear error without it) and only matters for stories260K
+    stories_path = _stories_path(stories_path, models_dir) \
+        if isinstance(case_or_model, str) and case_or_model == "stories260K" else None
     if not isinstance(settings, study.StudySettings):
         raise TypeError(f"settings must be a StudySettings, got {type(settings).__name__}")
     cdir = Path(cache_dir) if cache_dir is not None else study.default_cache_dir()
@@ -221,11 +232,12 @@ def _policy(kind, fraction, clip, settings) -> Policy:
 
 def mode_mix(case_or_model, fp4_fraction: float, *, policy: str = "fgmp", clip: bool = False,
              settings: study.StudySettings | None = None, progress: bool = False,
-             cache_dir: Path | None = None, stories_path: Path = study.STORIES_PATH,
-             per_layer: bool = False) -> dict:
+             cache_dir: Path | None = None, stories_path: Path | None = None,
+             models_dir=None, per_layer: bool = False) -> dict:
     """Block-precision mix of ``policy`` at ``fp4_fraction`` on a real model.
 
-    ``case_or_model``: "minilm", "stories260K" (``stories_path``; FileNotFoundError if absent) or
+    ``case_or_model``: "minilm", "stories260K" (``stories_path``, else ``stories260K.bin`` in
+    ``models_dir``, else in ``$MPGEN_MODELS``; FileNotFoundError if absent) or
     a :class:`~mpgen.flows.fgmp_study.ModelCase` built with ``settings``. ``settings``: the
     study's sizes (default ``StudySettings()``, the settings of docs/fgmp_policy.md).
     ``clip``: sensitivity-weighted clipping of NVFP4 weight blocks (changes which weight blocks
@@ -241,7 +253,7 @@ def mode_mix(case_or_model, fp4_fraction: float, *, policy: str = "fgmp", clip: 
     t0 = time.time()
     _policy(policy, fp4_fraction, clip, settings or study.StudySettings())  # validate first
     with _one_thread():
-        prep = _prepare(case_or_model, settings, cache_dir, stories_path, progress)
+        prep = _prepare(case_or_model, settings, cache_dir, stories_path, progress, models_dir)
         case, st = prep.case, prep.settings
         pol = _policy(policy, fp4_fraction, clip, st)
         ref = prep.reference()
@@ -413,7 +425,8 @@ def energies_from_report(report: Mapping, modes: Sequence[str] = MODES) -> tuple
 def quality_curve(model, fractions: Sequence[float] = CURVE_FRACTIONS,
                   policies: Sequence[str] = CURVE_POLICIES, *, clip: bool = False,
                   settings: study.StudySettings | None = CURVE_SETTINGS, cache_dir: Path | None = None,
-                  progress: bool = False, stories_path: Path = study.STORIES_PATH) -> list[dict]:
+                  progress: bool = False, stories_path: Path | None = None,
+                  models_dir=None) -> list[dict]:
     """The study's headline metric vs FP4 fraction for each policy (``study.evaluate``, the
     study's caches).
 
@@ -438,7 +451,7 @@ def quality_curve(model, fractions: Sequence[float] = CURVE_FRACTIONS,
                          "fractions non-empty")
     rows = []
     with _one_thread():
-        prep = _prepare(model, settings, cache_dir, stories_path, progress)
+        prep = _prepare(model, settings, cache_dir, stories_path, progress, models_dir)
         case, st = prep.case, prep.settings
         ref = prep.reference()
         key, label, _ = case.metric_names[0]
@@ -532,6 +545,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write {'model_energy': [...], 'quality': [...], "
                     "'mixes': [...]} here")
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--models", metavar="DIR", type=Path, default=None,
+                    help="folder with stories260K.bin (default: $MPGEN_MODELS)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     energies = unit = e_cls = None
@@ -558,7 +573,8 @@ def main(argv=None) -> int:
     for m in (s.strip() for s in a.model.split(",") if s.strip()):
         try:
             mixes.append(mode_mix(m, a.fraction, policy=a.policy, clip=a.clip, settings=settings,
-                                  cache_dir=a.cache_dir, progress=not a.quiet))
+                                  cache_dir=a.cache_dir, progress=not a.quiet,
+                                  models_dir=a.models))
         except (FileNotFoundError, ImportError) as e:
             parts.append(f"{m}: skipped ({e})\n")
             continue
@@ -567,7 +583,8 @@ def main(argv=None) -> int:
                                             energy_unit=unit))
         if a.quality:
             quality.extend(quality_curve(m, clip=a.clip, settings=curve_settings,
-                                         cache_dir=a.cache_dir, progress=not a.quiet))
+                                         cache_dir=a.cache_dir, progress=not a.quiet,
+                                         models_dir=a.models))
     if mixes:
         parts.append("Block products per precision pairing (weight × activation):\n\n"
                      + format_mix_table(mixes) + "\n")

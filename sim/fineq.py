@@ -25,13 +25,11 @@ from pathlib import Path
 import torch
 
 from mpgen.golden.fineq import CLUSTER, decode_words, int_gemm, word_table
+from mpgen.models.paths import STORIES260K, find_model_file
 
 __all__ = ["Tile", "ArrayPhase", "make_array_phases", "pack_weights", "pack_acts",
            "unpack_results", "expected_results", "FineQRegressionResult", "run_fineq_regression",
-           "pe_weight_values", "MODEL_PATH", "model_tiles"]
-
-#: llama2.c stories260K, used for tiles of real weights when present (skipped otherwise).
-MODEL_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
+           "pe_weight_values", "default_model_path", "model_tiles"]
 INT8_CORNERS = (-128, 127, 0, -1, 1)
 
 
@@ -191,16 +189,22 @@ def _quantize_acts(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x / s).clamp(-128, 127).to(torch.int64)
 
 
+def default_model_path() -> Path | None:
+    """llama2.c stories260K in ``$MPGEN_MODELS`` (used for tiles of real weights), or None."""
+    return find_model_file(STORIES260K)
+
+
 def model_tiles(array, *, count: int, seed: int, model_path=None) -> list[Tile]:
     """Tiles cut from stories260K: weights of several layers (FineQ-quantized with
     :func:`~mpgen.golden.fineq.fineq_quantize` and the array's code, or RTN INT4/INT8 for the
     baselines) and the real inputs of those layers for a few tokens, quantized to INT8.
-    Returns [] when the model file is absent."""
+    ``model_path``: the model file (default :func:`default_model_path`). Returns [] when the
+    model file is absent."""
     from mpgen.golden.fineq import fineq_quantize, rtn_quantize
     from mpgen.models.llama2c import load_llama2c
 
-    path = Path(model_path) if model_path is not None else MODEL_PATH
-    if not path.is_file():
+    path = Path(model_path) if model_path else default_model_path()
+    if path is None or not path.is_file():
         return []
     model = load_llama2c(path)
     inputs = {}
@@ -316,6 +320,8 @@ def run_fineq_regression(config: dict, *, simulator: str = "verilator", quick: b
                          model_path=None) -> FineQRegressionResult:
     """Generate the RTL of ``config`` (:class:`~mpgen.rtl.fineq.FineQArray` parameters), run the
     decoder (FineQ weights only), PE and array regressions on ``simulator`` and return the counts.
+    ``model_path``: stories260K for the tiles of real weights (default :func:`default_model_path`,
+    i.e. ``$MPGEN_MODELS``; none: those tiles are left out).
 
     ``quick`` samples the PE sweep (every weight × 64 activations instead of 256) and runs fewer
     array tiles; the decoder sweep is always exhaustive."""
@@ -331,7 +337,8 @@ def run_fineq_regression(config: dict, *, simulator: str = "verilator", quick: b
     phases, timing, first = {}, {}, []
     ok = True
     vectors = results = mismatches = 0
-    common = {"config": array.params, "quick": quick}
+    model_path = model_path if model_path else default_model_path()
+    common = {"config": array.params, "quick": quick, "model_path": str(model_path or "")}
     runs = []
     if "decoder" in levels and array.fineq:
         runs.append((FineQDecoder(array.code), "fineq_decoder", "decoder"))
@@ -340,7 +347,7 @@ def run_fineq_regression(config: dict, *, simulator: str = "verilator", quick: b
     if "array" in levels:
         runs.append((array, "fineq_array", "array"))
     for component, top, test in runs:
-        run = _run(component, top, test, {**common, "model_path": str(model_path or MODEL_PATH)},
+        run = _run(component, top, test, common,
                    simulator=simulator, seed=seed, build_root=build_root)
         res = run.result or {}
         ok &= bool(run.passed)

@@ -1,13 +1,26 @@
-"""Shared pytest set-up: a summary of how many vectors each regression checked."""
+"""Shared pytest set-up: a summary of how many vectors each regression checked, and where the
+model files are (the only place tests decide that: fixtures ``models_dir`` and ``stories260k``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+STORIES260K = "stories260K.bin"
+
+
+def _models_dir() -> tuple[Path | None, str]:
+    """(folder, why not) — ``$MPGEN_MODELS``, else ``<repo>/../shared/models`` when present."""
+    env = os.environ.get("MPGEN_MODELS", "").strip()
+    if env:
+        d = Path(env).expanduser()
+        return (d, "") if d.is_dir() else (None, f"MPGEN_MODELS={env} is not a folder")
+    d = SHARED / "models"
+    return (d, "") if d.is_dir() else (None, f"no model folder: set MPGEN_MODELS (or provide {d})")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -34,3 +47,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The model folder: ``$MPGEN_MODELS``, else ``<repo>/../shared/models``; skips otherwise."""
+    d, why = _models_dir()
+    if d is None:
+        pytest.skip(why)
+    return d
+
+
+@pytest.fixture(scope="session")
+def stories260k(models_dir) -> Path:
+    """``stories260K.bin`` in :func:`models_dir`; skips when it is not there."""
+    path = models_dir / STORIES260K
+    if not path.is_file():
+        pytest.skip(f"model file {path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stories260k_optional() -> Path | None:
+    """Like :func:`stories260k` for tests that also run without the model: the file or None."""
+    d, _ = _models_dir()
+    return d / STORIES260K if d is not None and (d / STORIES260K).is_file() else None

@@ -8,29 +8,23 @@ respect to the layer's input, per input channel (torch autograd through the floa
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
-if not MODEL.is_file():
-    pytest.skip(f"model file {MODEL} not present", allow_module_level=True)
-
-from mpgen.golden.classifier import (ClassifierConfig, activation_scale_exp, classify,  # noqa: E402
+from mpgen.golden.classifier import (ClassifierConfig, activation_scale_exp, classify,
                                      fisher_to_table, score_values, threshold_register)
-from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp  # noqa: E402
-from mpgen.golden.fgmp import BLOCK, fgmp_quantize  # noqa: E402
-from mpgen.models.llama2c import BOS, generate, load_llama2c  # noqa: E402
+from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp
+from mpgen.golden.fgmp import BLOCK, fgmp_quantize
+from mpgen.models.llama2c import generate, load_llama2c
 
 LAYER = "layers.1.wq"
 
 
 @pytest.fixture(scope="module")
-def layer_data():
-    model = load_llama2c(MODEL)
+def layer_data(stories260k):
+    model = load_llama2c(stories260k)
     tokens = generate(model, seed=0, n_tokens=47)
     if not isinstance(tokens, torch.Tensor):
         tokens = torch.tensor(tokens)

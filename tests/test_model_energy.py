@@ -2,7 +2,7 @@
 on real models, the energy arithmetic and the quality curve.
 
 MiniLM tests run the study's policy with tiny settings (8 calibration / 4 evaluation texts of at
-most 32 tokens) in a temporary cache; stories260K tests skip without ../shared/models. About
+most 32 tokens) in a temporary cache; stories260K tests skip without the ``stories260k`` fixture. About
 1 min on 2 cores.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ from mpgen.flows import fgmp_study as S
 from mpgen.flows import model_energy as M
 from mpgen.golden.policy import Policy, assign_weights
 
-STORIES = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
 TINY = S.StudySettings(minilm_calib_texts=8, minilm_eval_texts=4, minilm_max_len=32, minilm_batch=2,
                        stories_calib_seqs=8, stories_eval_seqs=2, stories_tokens=31, calib_rows=256)
 
@@ -175,8 +173,8 @@ def _shape_totals(case):
     return rows, total, act_blocks
 
 
-def _check_mix(mix, fraction, cache_dir):
-    prep = M._prepare(mix["model"], TINY, cache_dir, STORIES, False)
+def _check_mix(mix, fraction, cache_dir, stories=None):
+    prep = M._prepare(mix["model"], TINY, cache_dir, stories, False)
     case = prep.case
     rows, total, act_blocks = _shape_totals(case)
     assert set(mix["counts"]) == set(M.MODES)
@@ -234,7 +232,7 @@ def test_minilm_quality_curve_endpoints(minilm_mix, cache_dir):
         ["model", "policy", "fp4_fraction", "metric", "value", "metric_key", "float_value",
          "weight_fp4_fraction", "activation_fp4_fraction", "clip"]))}
     v = {(r["policy"], r["fp4_fraction"]): r for r in rows}
-    prep = M._prepare("minilm", TINY, cache_dir, STORIES, False)
+    prep = M._prepare("minilm", TINY, cache_dir, None, False)
     ev = {k: S.evaluate(prep.case, Policy(k, 0.5), prep.weights, prep.wfisher, prep.sites,
                         prep.reference(), cache=prep.wcache).metrics["div"] for k in ("fp8", "nvfp4")}
     for pol in ("fgmp", "random"):
@@ -281,13 +279,15 @@ def test_unknown_model_and_missing_stories(tmp_path):
     with pytest.raises(FileNotFoundError, match="stories260K"):
         M.mode_mix("stories260K", 0.7, settings=TINY, cache_dir=tmp_path,
                    stories_path=tmp_path / "absent.bin")
+    with pytest.raises(FileNotFoundError, match="stories260K.bin.*--models DIR.*MPGEN_MODELS"):
+        M.mode_mix("stories260K", 0.7, settings=TINY, cache_dir=tmp_path, models_dir=tmp_path)
     with pytest.raises(ValueError):
         M.mode_mix("minilm", 1.5, settings=TINY, cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(not STORIES.is_file(), reason=f"model file {STORIES} not present")
-def test_stories_mode_mix(cache_dir):
-    mix = M.mode_mix("stories260K", 0.7, settings=TINY, cache_dir=cache_dir, per_layer=True)
+def test_stories_mode_mix(cache_dir, models_dir, stories260k):
+    mix = M.mode_mix("stories260K", 0.7, settings=TINY, cache_dir=cache_dir, per_layer=True,
+                     models_dir=models_dir)
     print("\nstories260K 70 % mix:", mix["counts"], mix["product_fractions"])
     assert mix["matmuls"] == 36 * 2  # 36 matmuls (classifier included) x 2 sequences
-    _check_mix(mix, 0.7, cache_dir)
+    _check_mix(mix, 0.7, cache_dir, stories260k)

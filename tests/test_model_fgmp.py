@@ -1,4 +1,4 @@
-"""Model-level tests on a real model: llama2.c stories260K (../shared/models/stories260K.bin).
+"""Model-level tests on a real model: llama2.c stories260K (the ``stories260k`` fixture of conftest.py).
 
 (a) the loader (config, checksum, malformed files); (b) the float32 forward pass (against an
 independent token-by-token float64 port of llama2.c's ``run.c``, causality, low NLL of the
@@ -25,19 +25,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "stories260K.bin"
-if not MODEL.is_file():
-    pytest.skip(f"model file {MODEL} not present", allow_module_level=True)
-
-from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp  # noqa: E402
-from mpgen.golden.fgmp import BLOCK, FGMPTensor, fgmp_quantize  # noqa: E402
-from mpgen.models.llama2c import BOS, generate, load_llama2c, mean_nll  # noqa: E402
+from mpgen.golden.dotprod import dot_products, fgmp_matmul, pairs_from_fgmp
+from mpgen.golden.fgmp import BLOCK, FGMPTensor, fgmp_quantize
+from mpgen.models.llama2c import BOS, generate, load_llama2c, mean_nll
 
 SHA256 = "9414d5a285453a7eab631713d171753232c978f6f97654211469aff8be93c8d6"
 N_SEQ, N_NEW = 4, 63
@@ -54,8 +49,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_llama2c(MODEL)
+def model(stories260k):
+    return load_llama2c(stories260k)
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +109,13 @@ def _rows(t: FGMPTensor, idx: list[int]) -> FGMPTensor:
 # ------------------------------------------------------------------------------- (a) loader
 
 
-def test_loader_config_and_checksum(model):
-    assert hashlib.sha256(MODEL.read_bytes()).hexdigest() == SHA256
+def test_loader_config_and_checksum(model, stories260k):
+    assert hashlib.sha256(stories260k.read_bytes()).hexdigest() == SHA256
     c = model.config
     assert (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len) == \
         (64, 172, 5, 8, 4, 512, 512)
     assert c.shared_classifier and model.wcls is None and c.kv_dim == 32 and c.head_size == 8
-    assert c.file_bytes() == MODEL.stat().st_size == 1_056_540
+    assert c.file_bytes() == stories260k.stat().st_size == 1_056_540
     names = [n for n, _ in model.linear_weights()]
     assert len(names) == 7 * 5 + 1 and names[0] == "layers.0.wq" and names[-1] == "classifier"
     shapes = dict(model.linear_weights())
@@ -131,8 +126,8 @@ def test_loader_config_and_checksum(model):
 
 
 @pytest.mark.parametrize("cut", ["minus4", "half", "header_only", "short_header", "plus4", "empty"])
-def test_loader_rejects_malformed(tmp_path, cut):
-    data = MODEL.read_bytes()
+def test_loader_rejects_malformed(tmp_path, cut, stories260k):
+    data = stories260k.read_bytes()
     bad = {"minus4": data[:-4], "half": data[: len(data) // 2], "header_only": data[:28],
            "short_header": data[:10], "plus4": data + b"\0" * 4, "empty": b""}[cut]
     p = tmp_path / "bad.bin"
@@ -141,8 +136,8 @@ def test_loader_rejects_malformed(tmp_path, cut):
         load_llama2c(p)
 
 
-def test_loader_rejects_bad_header(tmp_path):
-    data = bytearray(MODEL.read_bytes())
+def test_loader_rejects_bad_header(tmp_path, stories260k):
+    data = bytearray(stories260k.read_bytes())
     data[12:16] = np.array([7], dtype="<i4").tobytes()  # n_heads 7 does not divide dim 64
     p = tmp_path / "bad.bin"
     p.write_bytes(bytes(data))
