@@ -6,7 +6,8 @@ smallest; outliers get 3 bits; an index-plus-data encoding keeps every cluster t
 for aligned memory access. **Everything else here is our choice** (``docs/fineq.md`` marks each
 one and gives its measured consequences).
 
-Word layout (``WORD_BITS = 8`` per ``CLUSTER = 3`` weights, LSB first):
+Word layout (``WORD_BITS = 8`` per ``CLUSTER = 3`` weights, LSB first; defined once as the
+``amaranth.lib.data`` layout :data:`WORD_LAYOUT`, which the codec and the RTL both read):
 
 * bits [1:0] ``index``: 0 = no outlier; 1, 2, 3 = the outlier sits at position ``index - 1``.
 * ``index == 0`` (normal cluster): bits [3:2] = 2-bit code of w0, [5:4] = w1, [7:6] = w2.
@@ -54,10 +55,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .fineq_format import CLUSTER, DEFAULT_CODE, INDEX_BITS, NORMAL_BITS, OUTLIER_BITS, WORD_BITS, FineQCode
+from .fineq_format import (CLUSTER, DEFAULT_CODE, INDEX_BITS, INDEX_FIELD, NORMAL_BITS, NORMAL_FIELDS,
+                           OUTLIER_BITS, OUTLIER_FIELDS, WORD_BITS, WORD_LAYOUT, FineQCode, field_slice)
 
 __all__ = [
     "CLUSTER", "WORD_BITS", "INDEX_BITS", "NORMAL_BITS", "OUTLIER_BITS", "OUTLIER_RATIO",
+    "WORD_LAYOUT", "field_slice", "INDEX_FIELD", "NORMAL_FIELDS", "OUTLIER_FIELDS",
     "DEFAULT_GROUP_SIZE", "SCALE_BITS", "SCALE_COARSE", "SCALE_REFINE", "SCALE_GRID", "SCALE_SEARCHES", "OUTLIER_RULES",
     "FineQCode", "DEFAULT_CODE", "Fields", "encode_fields", "decode_fields", "decode_words",
     "word_table", "FineQWeights", "fineq_quantize", "outlier_mask", "int_gemm",
@@ -119,6 +122,28 @@ def _any(x) -> bool:
     return bool(x.any()) if hasattr(x, "any") else bool(x)
 
 
+# Offsets and widths come from WORD_LAYOUT (fineq_format), nowhere else.
+_INDEX_MAX = (1 << INDEX_FIELD[1]) - 1
+#: (largest value in a normal word, in an outlier word) of each of f0, f1, f2.
+_FIELD_MAX = tuple(((1 << n) - 1, (1 << o) - 1) for (_, n), (_, o) in zip(NORMAL_FIELDS, OUTLIER_FIELDS))
+_OUTLIER_FIELD_NAMES = ("outlier code", "kept code", "`which`")
+_WORD_MAX = (1 << WORD_LAYOUT.size) - 1
+
+
+def _pack(index, fields, slices):
+    """``index`` and ``fields`` (ints, numpy or torch int64, broadcast) shifted to their offsets."""
+    word = index << INDEX_FIELD[0]
+    for f, (offset, _) in zip(fields, slices):
+        word = word | (f << offset)
+    return word
+
+
+def _field(word, sl):
+    """The field at ``sl = (offset, width)`` of ``word`` (ints, numpy or torch integers)."""
+    offset, width = sl
+    return (word >> offset) & ((1 << width) - 1)
+
+
 def encode_fields(index, f0, f1, f2):
     """Pack fields into words (see :class:`Fields` and the module docstring for the layout).
 
@@ -127,18 +152,19 @@ def encode_fields(index, f0, f1, f2):
     field out of its range (which depends on ``index``)."""
     kind, (index, f0, f1, f2) = _as_ints([index, f0, f1, f2])
     outl = index != 0
-    if _any((index < 0) | (index > 3)):
-        raise ValueError("index must lie in 0..3")
-    if _any((f0 < 0) | (f0 > 7) | (~outl & (f0 > 3)) if kind != "int" else
-            (f0 < 0) or (f0 > 7) or (not outl and f0 > 3)):
-        raise ValueError("f0 out of range (0..3 for a normal cluster, 0..7 outlier code otherwise)")
-    if _any((f1 < 0) | (f1 > 3)):
-        raise ValueError("f1 must lie in 0..3")
-    if _any((f2 < 0) | (f2 > 3) | (outl & (f2 > 1)) if kind != "int" else
-            (f2 < 0) or (f2 > 3) or (outl and f2 > 1)):
-        raise ValueError("f2 out of range (0..3 for a normal cluster, `which` 0..1 otherwise)")
-    normal = index | (f0 << 2) | (f1 << 4) | (f2 << 6)
-    outlier = index | (f0 << 2) | (f1 << 5) | (f2 << 7)
+    if _any((index < 0) | (index > _INDEX_MAX)):
+        raise ValueError(f"index must lie in 0..{_INDEX_MAX}")
+    for i, f in enumerate((f0, f1, f2)):
+        n_max, o_max = _FIELD_MAX[i]
+        if kind == "int":
+            bad = f < 0 or f > (o_max if outl else n_max)
+        else:
+            bad = _any((f < 0) | (outl & (f > o_max)) | (~outl & (f > n_max)))
+        if bad:
+            raise ValueError(f"f{i} must lie in 0..{n_max}" if n_max == o_max else
+                             f"f{i} out of range (0..{n_max} for a normal cluster, {_OUTLIER_FIELD_NAMES[i]} "
+                             f"0..{o_max} otherwise)")
+    normal, outlier = _pack(index, (f0, f1, f2), NORMAL_FIELDS), _pack(index, (f0, f1, f2), OUTLIER_FIELDS)
     if kind == "int":
         return outlier if outl else normal
     if kind == "np":
@@ -150,16 +176,16 @@ def decode_fields(word) -> Fields:
     """Split words (int, numpy or torch integers in 0..255) into :class:`Fields`; the inverse of
     :func:`encode_fields` (a bijection between 0..255 and the valid field tuples)."""
     kind, (w,) = _as_ints([word])
-    if _any((w < 0) | (w > 255)):
-        raise ValueError("words must lie in 0..255")
-    index = w & 3
+    if _any((w < 0) | (w > _WORD_MAX)):
+        raise ValueError(f"words must lie in 0..{_WORD_MAX}")
+    index = _field(w, INDEX_FIELD)
     outl = index != 0
+    normal = [_field(w, sl) for sl in NORMAL_FIELDS]
+    outlier = [_field(w, sl) for sl in OUTLIER_FIELDS]
     if kind == "int":
-        return Fields(index, (w >> 2) & 7, (w >> 5) & 3, (w >> 7) & 1) if outl else \
-            Fields(index, (w >> 2) & 3, (w >> 4) & 3, (w >> 6) & 3)
+        return Fields(index, *(outlier if outl else normal))
     where = np.where if kind == "np" else torch.where
-    return Fields(index, where(outl, (w >> 2) & 7, (w >> 2) & 3), where(outl, (w >> 5) & 3, (w >> 4) & 3),
-                  where(outl, (w >> 7) & 1, (w >> 6) & 3))
+    return Fields(index, *(where(outl, o, n) for o, n in zip(outlier, normal)))
 
 
 def _others(pos: int) -> tuple[int, int]:
@@ -448,7 +474,7 @@ class FineQWeights:
 
     def outlier_clusters(self) -> torch.Tensor:
         """bool ``[N, Kp/3]``: clusters encoded with an outlier."""
-        return (self.words & 3) != 0
+        return _field(self.words, INDEX_FIELD) != 0
 
     def dequantize(self) -> torch.Tensor:
         """float32 ``[N, K]``: ``level * scale`` (one float32 rounding; padded positions cut)."""

@@ -3,6 +3,11 @@
 :mod:`.fineq` (the specification: codec, quantizer, integer GEMM; its docstring and
 ``docs/fineq.md`` give the rules) re-exports every name here. They live apart because the RTL
 generator (``mpgen.rtl.fineq``) reads them and ``import mpgen.rtl`` must not import torch.
+
+:data:`WORD_LAYOUT` is the one definition of the cluster word's bit layout: an
+``amaranth.lib.data`` layout (a library, not our RTL), which the RTL decoder views its word
+through and from which the golden codec (:func:`.fineq.encode_fields`/:func:`.fineq.decode_fields`)
+takes every field's offset and width (:func:`field_slice`).
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import unsigned
+from amaranth.lib import data
 
 __all__ = ["CLUSTER", "WORD_BITS", "INDEX_BITS", "NORMAL_BITS", "OUTLIER_BITS", "MAX_ABS_LEVEL",
+           "WORD_LAYOUT", "field_slice", "INDEX_FIELD", "NORMAL_FIELDS", "OUTLIER_FIELDS",
            "FineQCode", "DEFAULT_CODE"]
 
 #: Weights per cluster (consecutive along the reduction dimension K).
@@ -23,6 +31,48 @@ NORMAL_BITS = 2
 OUTLIER_BITS = 3
 #: Largest |level|: levels must fit int8 (decoded weights are int8).
 MAX_ABS_LEVEL = 127
+
+
+# ----------------------------------------------------------------------------- word layout
+
+#: The cluster word (LSB first): a 2-bit ``index`` (0 = normal cluster, k = outlier at position
+#: k-1), then 6 data bits, either ``normal`` (the 2-bit codes of positions 0, 1, 2) or ``outlier``
+#: (the 3-bit outlier ``code``, the 2-bit code of the ``kept`` neighbour, and ``which`` of the two
+#: non-outlier positions is kept: 0 = the lower, 1 = the higher; the other is dropped).
+WORD_LAYOUT = data.StructLayout({
+    "index": unsigned(INDEX_BITS),
+    "data": data.UnionLayout({
+        "normal": data.ArrayLayout(unsigned(NORMAL_BITS), CLUSTER),
+        "outlier": data.StructLayout({
+            "code": unsigned(OUTLIER_BITS),
+            "kept": unsigned(NORMAL_BITS),
+            "which": unsigned(1),
+        }),
+    }),
+})
+assert WORD_LAYOUT.size == WORD_BITS
+
+
+def field_slice(*path) -> tuple[int, int]:
+    """``(offset, width)`` in the word of the field of :data:`WORD_LAYOUT` at ``path``, e.g.
+    ``field_slice("data", "outlier", "kept")`` or ``field_slice("data", "normal", 2)``."""
+    if not path:
+        raise ValueError("field_slice needs a path into WORD_LAYOUT")
+    layout, offset = WORD_LAYOUT, 0
+    for key in path:
+        f = layout[key]
+        offset += f.offset
+        layout = f.shape
+    return offset, f.width
+
+
+#: ``(offset, width)`` of the index field.
+INDEX_FIELD = field_slice("index")
+#: ``(offset, width)`` of the fields ``f0, f1, f2`` of a normal word: the codes of w0, w1, w2.
+NORMAL_FIELDS = tuple(field_slice("data", "normal", p) for p in range(CLUSTER))
+#: ``(offset, width)`` of the fields ``f0, f1, f2`` of an outlier word: outlier code, kept code,
+#: ``which``.
+OUTLIER_FIELDS = tuple(field_slice("data", "outlier", k) for k in ("code", "kept", "which"))
 
 
 # ----------------------------------------------------------------------------- code points

@@ -3,8 +3,10 @@
 FineQ (Xie et al., DATE 2025) packs three consecutive weights of one output channel into one
 8-bit *cluster word*: 2-bit codes for normal clusters, or one 3-bit outlier, one kept 2-bit
 neighbour and one dropped (zero) position. The bit layout and the level sets are defined once in
-:mod:`mpgen.golden.fineq` (a :class:`~mpgen.golden.fineq.FineQCode`); this module reads every level
-from that object and hard-codes none.
+:mod:`mpgen.golden.fineq` (the ``amaranth.lib.data`` layout
+:data:`~mpgen.golden.fineq.WORD_LAYOUT`, which the decoder views its word through, and a
+:class:`~mpgen.golden.fineq.FineQCode`); this module reads every field and level from those and
+hard-codes none.
 
 Components (one concern each):
 
@@ -33,7 +35,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mpgen.golden.fineq_format import DEFAULT_CODE, FineQCode
+from mpgen.golden.fineq_format import CLUSTER, DEFAULT_CODE, WORD_LAYOUT, FineQCode
 
 __all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "FineQArray", "CODINGS", "PE_KINDS",
            "BASELINE_WEIGHT_BITS", "check_code", "default_code", "exact_acc_bits",
@@ -45,9 +47,6 @@ CODINGS = ("unary", "bitserial")
 PE_KINDS = ("temporal", "multiplier")
 #: Plain signed weight widths of the multiplier baselines (W4A8, W8A8).
 BASELINE_WEIGHT_BITS = (4, 8)
-
-_WORD_BITS = 8
-_CLUSTER = 3
 
 
 def default_code():
@@ -112,14 +111,16 @@ def _check_int(name, value, lo, hi=None):
 class FineQDecoder(wiring.Component):
     """Decodes one FineQ cluster word into three signed weights, combinational (latency 0).
 
-    ``word`` bits (LSB first): ``[1:0]`` index (0 = normal cluster; k = outlier at position k-1).
-    Normal: ``[3:2]``, ``[5:4]``, ``[7:6]`` are the 2-bit codes of positions 0, 1, 2, read through
-    ``code.normal_levels``. Outlier: ``[4:2]`` the 3-bit outlier code (``code.outlier_levels``),
-    ``[6:5]`` the 2-bit code of the kept neighbour, ``[7]`` which non-outlier position is kept
-    (0 = lower, 1 = higher); the other one is dropped: weight 0 and its ``dropped`` bit set.
+    ``word`` is read through :data:`~mpgen.golden.fineq.WORD_LAYOUT` (LSB first: ``[1:0]`` index,
+    0 = normal cluster, k = outlier at position k-1). Normal: ``data.normal[p]`` (``[3:2]``,
+    ``[5:4]``, ``[7:6]``) are the 2-bit codes of positions 0, 1, 2, read through
+    ``code.normal_levels``. Outlier: ``data.outlier.code`` (``[4:2]``) the 3-bit outlier code
+    (``code.outlier_levels``), ``.kept`` (``[6:5]``) the 2-bit code of the kept neighbour,
+    ``.which`` (``[7]``) which non-outlier position is kept (0 = lower, 1 = higher); the other one
+    is dropped: weight 0 and its ``dropped`` bit set.
 
-    Ports: ``word`` in; ``weights`` (3 × signed ``code.weight_width``) and ``dropped`` (3 bits,
-    bit p for position p) out.
+    Ports: ``word`` in (a plain ``WORD_LAYOUT.size``-bit vector); ``weights`` (3 × signed
+    ``code.weight_width``) and ``dropped`` (3 bits, bit p for position p) out.
     """
 
     def __init__(self, code=None):
@@ -128,9 +129,9 @@ class FineQDecoder(wiring.Component):
         self.code = code
         self.weight_width = code.weight_width
         super().__init__({
-            "word": In(unsigned(_WORD_BITS)),
-            "weights": Out(data.ArrayLayout(signed(code.weight_width), _CLUSTER)),
-            "dropped": Out(unsigned(_CLUSTER)),
+            "word": In(unsigned(WORD_LAYOUT.size)),
+            "weights": Out(data.ArrayLayout(signed(code.weight_width), CLUSTER)),
+            "dropped": Out(unsigned(CLUSTER)),
         })
 
     def _lookup(self, m, levels, sel, name):
@@ -144,18 +145,17 @@ class FineQDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w = self.word
-        index = w[0:2]
-        normal = [self._lookup(m, self.code.normal_levels, w[2 + 2 * p:4 + 2 * p], f"normal{p}")
-                  for p in range(_CLUSTER)]
-        outlier = self._lookup(m, self.code.outlier_levels, w[2:5], "outlier")
-        kept = self._lookup(m, self.code.normal_levels, w[5:7], "kept")
-        which = w[7]
-        with m.Switch(index):
+        w = data.View(WORD_LAYOUT, self.word)
+        normal = [self._lookup(m, self.code.normal_levels, w.data.normal[p], f"normal{p}")
+                  for p in range(CLUSTER)]
+        outlier = self._lookup(m, self.code.outlier_levels, w.data.outlier.code, "outlier")
+        kept = self._lookup(m, self.code.normal_levels, w.data.outlier.kept, "kept")
+        which = w.data.outlier.which
+        with m.Switch(w.index):
             with m.Case(0):
-                m.d.comb += [self.weights[p].eq(normal[p]) for p in range(_CLUSTER)]
-            for pos in range(_CLUSTER):  # outlier at ``pos``
-                lower, higher = [p for p in range(_CLUSTER) if p != pos]
+                m.d.comb += [self.weights[p].eq(normal[p]) for p in range(CLUSTER)]
+            for pos in range(CLUSTER):  # outlier at ``pos``
+                lower, higher = [p for p in range(CLUSTER) if p != pos]
                 with m.Case(pos + 1):
                     m.d.comb += [
                         self.weights[pos].eq(outlier),
@@ -395,10 +395,10 @@ class FineQArray(wiring.Component):
             self._pe_args = dict(weight_width=self.weight_width, act_bits=act_bits,
                                  acc_bits=acc_bits)
             self.step_cycles = 1
-        self.weight_transfers = -(-rows // _CLUSTER) if self.fineq else rows
+        self.weight_transfers = -(-rows // CLUSTER) if self.fineq else rows
         self.latency_cycles = (rows + cols - 1) * self.step_cycles + 1
         if self.fineq:
-            self.weight_layout = data.ArrayLayout(unsigned(_WORD_BITS), cols)
+            self.weight_layout = data.ArrayLayout(unsigned(WORD_LAYOUT.size), cols)
         else:
             self.weight_layout = data.ArrayLayout(signed(weight_bits), cols)
         self.act_layout = data.ArrayLayout(signed(act_bits), rows)
@@ -475,7 +475,7 @@ class FineQArray(wiring.Component):
             m.d.sync += in_flight.eq(Cat(a_fire, in_flight[:-1]))
 
         # ---- weights: decoders per column (FineQ) or plain integers, row (group) select
-        group_of = (lambda r: r // _CLUSTER) if self.fineq else (lambda r: r)
+        group_of = (lambda r: r // CLUSTER) if self.fineq else (lambda r: r)
         weight_for = {}
         for c in range(C):
             if self.fineq:
@@ -483,7 +483,7 @@ class FineQArray(wiring.Component):
                 m.submodules[f"decoder_{c}"] = dec
                 m.d.comb += dec.word.eq(self.w.payload[c])
                 for r in range(R):
-                    weight_for[r, c] = dec.weights[r % _CLUSTER]
+                    weight_for[r, c] = dec.weights[r % CLUSTER]
             else:
                 for r in range(R):
                     weight_for[r, c] = self.w.payload[c]

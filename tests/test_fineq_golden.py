@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpgen.golden.fineq import (CLUSTER, DEFAULT_CODE, OUTLIER_RATIO, SCALE_GRID, WORD_BITS, FineQCode,
-                                Fields, decode_fields, decode_words, encode_fields, fineq_quantize,
+from mpgen.golden.fineq import (CLUSTER, DEFAULT_CODE, OUTLIER_RATIO, SCALE_GRID, WORD_BITS, WORD_LAYOUT,
+                                FineQCode, Fields, decode_fields, decode_words, encode_fields, fineq_quantize,
                                 int_gemm, nearest_level_index, outlier_mask, rtn_quantize, word_table)
 
 CODES = [
@@ -98,6 +98,16 @@ def test_fields_bijection_all_paths():
     assert encode_fields(torch.tensor([1]), 2, 3, 1).dtype == torch.uint8
     # spot value from the layout text: index 2 (outlier at w1), outlier code 5, kept code 2, which 1
     assert encode_fields(2, 5, 2, 1) == 0b1_10_101_10
+
+
+def test_word_layout_is_the_codec_layout():
+    """The codec's words are WORD_LAYOUT's own packing (amaranth.lib.data builds each constant)."""
+    for word in range(256):
+        f = decode_fields(word)
+        data = ({"normal": [f.f0, f.f1, f.f2]} if f.index == 0 else
+                {"outlier": {"code": f.f0, "kept": f.f1, "which": f.f2}})
+        assert WORD_LAYOUT.const({"index": f.index, "data": data}).as_bits() == word
+    assert WORD_LAYOUT.size == WORD_BITS
 
 
 @pytest.mark.parametrize("fields", [(4, 0, 0, 0), (-1, 0, 0, 0), (0, 4, 0, 0), (1, 8, 0, 0), (0, 0, 4, 0),
