@@ -3,7 +3,8 @@
 Per block of 16 activations (``docs/classifier.md`` has the derivations and bounds):
 
 1. **Per-tensor scale** ``2**p`` (``p`` a signed register): ``x' = x · 2**-p``, exact.
-2. **FP8 alternative** (FGMP's FP8 block): ``c8_i = E4M3.encode(x'_i / 6)`` (RNE, saturating).
+2. **FP8 alternative** (FGMP's FP8 block, :func:`mpgen.golden.fgmp.fp8_block_quantize` with
+   ``s_t = 2**p``): ``c8_i = E4M3.encode(x'_i / 6)`` (RNE, saturating).
 3. **NVFP4 alternative** (FGMP's NVFP4 block, :func:`mpgen.golden.nvfp4.exact_block_quantize` with
    ``s_t = 2**p``): ``s_b = UE4M3.encode(amax'/6)``, ``c4_i = E2M1.encode(x'_i / s_b)``; ``s_b == 0``
    gives ±0 codes. Because RNE rounding is monotone, ``s_b`` equals the largest E4M3 magnitude code
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from .classifier_config import INPUT_FORMATS, UNSATURATED_MAX, ClassifierConfig, check_int_param
-from .fgmp import BLOCK, FP8_IMPLICIT_SCALE, FP8_IMPLICIT_SCALE_CODE, FGMPTensor
+from .fgmp import BLOCK, FP8_IMPLICIT_SCALE_CODE, FGMPTensor, fp8_block_quantize
 from .formats import E2M1, E4M3, UE4M3
 from .nvfp4 import exact_block_quantize
 
@@ -252,8 +253,7 @@ def _classify_blocks(x_blocks, fcodes, threshold_reg, p, cfg, shape) -> Classifi
 
     s_t = math.ldexp(1.0, p)
     c4, s_b = exact_block_quantize(xf, s_t)                        # rule 3
-    x_scaled = torch.ldexp(xf.to(torch.float64), torch.tensor(float(-p), dtype=torch.float64))
-    c8 = E4M3.encode(x_scaled / FP8_IMPLICIT_SCALE)                # rule 2 (float64 quotient exact enough)
+    c8 = fp8_block_quantize(xf, s_t)[0]                            # rule 2: FGMP's FP8 block, s_t = 2**p
     max8 = (c8.to(torch.int64) & _MAG_MASK).amax(dim=-1)
     assert bool((max8 == s_b.to(torch.int64)).all()), "s_b != max E4M3 magnitude code"
 

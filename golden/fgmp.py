@@ -30,12 +30,26 @@ from .formats import E2M1, E4M3, UE4M3
 from .nvfp4 import check_float_input, exact_block_quantize, tensor_scale_from_amax
 
 __all__ = ["BLOCK", "FP8_IMPLICIT_SCALE", "FP8_IMPLICIT_SCALE_CODE", "FGMPTensor", "fgmp_quantize",
-           "fgmp_tensor_scale"]
+           "fgmp_tensor_scale", "fp8_block_quantize"]
 
 # FP8_IMPLICIT_SCALE (E2M1's max, 6) and its UE4M3 code FP8_IMPLICIT_SCALE_CODE (stored in
 # ``block_scale`` for FP8 blocks) live in the torch-free .constants; the tensor codec agrees:
 assert int(UE4M3.encode(torch.tensor(FP8_IMPLICIT_SCALE))) == FP8_IMPLICIT_SCALE_CODE
 assert float(UE4M3.decode(torch.tensor(FP8_IMPLICIT_SCALE_CODE))) == FP8_IMPLICIT_SCALE
+
+
+def fp8_block_quantize(xb: torch.Tensor, s_t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """FGMP's FP8 block of float blocks ``xb [..., nb, bs]`` (float32/float16/bfloat16, any block
+    size) with per-tensor scale ``s_t``: the one definition of the recipe.
+
+    Returns ``(codes uint8 [..., nb, bs], block_scale uint8 [..., nb])``:
+    ``code = E4M3.encode(x / (FP8_IMPLICIT_SCALE·s_t))``, the correctly rounded (RNE, saturating)
+    exact quotient, and ``block_scale = FP8_IMPLICIT_SCALE_CODE`` everywhere. ``6·s_t`` is exact in
+    float64 (a float32 ``s_t``, or a power of two such as the classifier's ``2**p``), so the float64
+    quotient rounds like the exact one (the argument of :func:`.nvfp4.exact_block_quantize`).
+    """
+    codes = E4M3.encode(xb.to(torch.float64) / (FP8_IMPLICIT_SCALE * float(s_t)))
+    return codes, torch.full(xb.shape[:-1], FP8_IMPLICIT_SCALE_CODE, dtype=torch.uint8)
 
 
 def fgmp_tensor_scale(x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +135,5 @@ def fgmp_quantize(x: torch.Tensor, is_fp8_mask: torch.Tensor) -> FGMPTensor:
         block_scale[~mask] = s4
     fp8_blocks = xb[mask]
     if fp8_blocks.numel():
-        # 6·s_t is exact in float64; the float64 quotient rounds like the exact one.
-        codes[mask] = E4M3.encode(fp8_blocks.to(torch.float64) / (FP8_IMPLICIT_SCALE * float(s_t)))
+        codes[mask] = fp8_block_quantize(fp8_blocks, float(s_t))[0]
     return FGMPTensor(codes, mask.clone(), block_scale, s_t, torch.Size(x.shape))

@@ -42,7 +42,8 @@ from typing import Mapping
 
 import torch
 
-from .fgmp import BLOCK, FP8_IMPLICIT_SCALE, FP8_IMPLICIT_SCALE_CODE, FGMPTensor, fgmp_tensor_scale
+from .fgmp import (BLOCK, FP8_IMPLICIT_SCALE, FP8_IMPLICIT_SCALE_CODE, FGMPTensor, fgmp_tensor_scale,
+                   fp8_block_quantize)
 from .formats import E2M1, E4M3, UE4M3
 from .nvfp4 import check_float_input, exact_block_quantize
 
@@ -147,8 +148,7 @@ def nvfp4_codes(xb: torch.Tensor, block_scale: torch.Tensor, s_t: float) -> torc
 
 
 def _fp8_codes(xb: torch.Tensor, s_t: float) -> torch.Tensor:
-    # 6·s_t is exact in float64; the float64 quotient rounds like the exact one (fgmp.py).
-    return E4M3.encode(xb.to(torch.float64) / (FP8_IMPLICIT_SCALE * s_t))
+    return fp8_block_quantize(xb, s_t)[0]
 
 
 def _nvfp4_values(xb: torch.Tensor, block_scale: torch.Tensor, s_t: float) -> torch.Tensor:

@@ -283,15 +283,11 @@ class DotprodStimulus:
 def _quantize_rows(x: torch.Tensor, s_t: float, bs: int, fp8: bool):
     """FGMP block quantization of rows ``x`` [n, K] with tensor scale ``s_t`` in blocks of ``bs``:
     (codes uint8 [n, K/bs, bs], block scale uint8 [n, K/bs]; FP8 blocks get the implicit code)."""
-    from mpgen.golden.fgmp import FP8_IMPLICIT_SCALE, FP8_IMPLICIT_SCALE_CODE
-    from mpgen.golden.formats import E4M3
+    from mpgen.golden.fgmp import fp8_block_quantize
     from mpgen.golden.nvfp4 import exact_block_quantize
 
     xb = x.to(torch.float32).reshape(x.shape[0], -1, bs)
-    if fp8:  # the fgmp_quantize recipe: 6·s_t exact in float64, one RNE rounding
-        codes = E4M3.encode(xb.to(torch.float64) / (FP8_IMPLICIT_SCALE * s_t))
-        return codes, torch.full(xb.shape[:2], FP8_IMPLICIT_SCALE_CODE, dtype=torch.uint8)
-    return exact_block_quantize(xb, s_t)
+    return fp8_block_quantize(xb, s_t) if fp8 else exact_block_quantize(xb, s_t)
 
 
 def dotprod_stimulus(params: Mapping, mode: str, *, ops: int | None = None, seed: int = 0,
