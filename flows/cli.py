@@ -368,14 +368,16 @@ def cmd_report(args, progress: _Progress) -> int:
 
 #: Studies that regenerate tables in docs/: name → (module with ``main(argv) -> int``, help).
 STUDIES: dict[str, tuple[str, str]] = {
-    "fgmp-policy": ("mpgen.flows.fgmp_study",
+    "fgmp-policy": ("mpgen.studies.fgmp_study",
                     "FGMP policy vs baselines on the real models (docs/fgmp_policy.md)"),
-    "classifier-area": ("mpgen.sim.classifier",
+    "classifier-area": ("mpgen.studies.classifier_area",
                         "activation classifier vs the dot-product unit: area (docs/classifier.md)"),
-    "fineq-accuracy": ("mpgen.flows.fineq_study",
+    "fineq-accuracy": ("mpgen.studies.fineq_study",
                        "FineQ vs RTN INT2/3/4 on real weights (docs/fineq.md)"),
-    "fineq-area": ("mpgen.flows.fineq_area",
+    "fineq-area": ("mpgen.studies.fineq_area",
                    "FineQ temporal array vs multiplier baselines: area and cycles (docs/fineq_hw.md)"),
+    "model-energy": ("mpgen.studies.model_energy",
+                     "FGMP block-precision mix x measured per-mode energy on the real models"),
 }
 
 

@@ -68,7 +68,7 @@ def model_energy_rows(units: Mapping, *, models=("minilm", "stories260K"), fract
     """Model-level energy rows (:func:`mpgen.flows.model_energy.model_energy`) for each
     model that is available, from the reference configurations' energy reports.
     Returns (rows, notes about what was skipped)."""
-    from mpgen.flows import model_energy as me
+    from mpgen.studies import model_energy as me
     dot, cls = _reference_energy(units)
     notes: list[str] = []
     if dot is None:
@@ -95,7 +95,7 @@ def model_energy_rows(units: Mapping, *, models=("minilm", "stories260K"), fract
 def quality_rows(*, models=("minilm", "stories260K"),
                  progress: Callable[[str], None] = lambda m: None) -> tuple[list, list[str]]:
     """Quality vs FP4 fraction (:func:`mpgen.flows.model_energy.quality_curve`) per model."""
-    from mpgen.flows import model_energy as me
+    from mpgen.studies import model_energy as me
     rows, notes = [], []
     for model in models:
         try:

@@ -1,4 +1,4 @@
-"""Model-level FGMP study (mpgen.flows.fgmp_study) end to end on stories260K, small sizes.
+"""Model-level FGMP study (mpgen.studies.fgmp_study) end to end on stories260K, small sizes.
 
 Checks properties that a wrong policy, threshold or fake-quantization hook would break: FGMP at
 70 % FP4 beats random blocks at 70 % (measured: perplexity ~50 vs ~150), all-FP8 beats all-NVFP4,
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mpgen.flows import fgmp_study as S
+from mpgen.studies import fgmp_study as S
 from mpgen.golden.classifier import classify, threshold_register
 from mpgen.golden.dotprod import fgmp_matmul
 from mpgen.golden.policy import ActivationQuantizer, Policy, assign_weights

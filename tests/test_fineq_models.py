@@ -152,7 +152,7 @@ def test_minilm_embedding_divergence_ordered(minilm):
 def test_study_flow_on_stories(models_dir, stories260k):
     """The docs' study code on stories260K alone: the code-point study picks DEFAULT_CODE over
     A and B, and the accuracy table has every row with finite, ordered numbers."""
-    from mpgen.flows.fineq_study import (CANDIDATES, StudySettings, accuracy_study, accuracy_table,
+    from mpgen.studies.fineq_study import (CANDIDATES, StudySettings, accuracy_study, accuracy_table,
                                          code_point_study, load_cases)
     s = StudySettings(group_sizes=(None, 48), models=("stories260K",), stories_seqs=2, stories_tokens=31)
     cases, missing = load_cases(s, models_dir=models_dir)

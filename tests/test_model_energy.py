@@ -1,4 +1,4 @@
-"""Model-level energy (mpgen.flows.model_energy): exact block-product counting, the FGMP mode mix
+"""Model-level energy (mpgen.studies.model_energy): exact block-product counting, the FGMP mode mix
 on real models, the energy arithmetic and the quality curve.
 
 MiniLM tests run the study's policy with tiny settings (8 calibration / 4 evaluation texts of at
@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from mpgen.flows import fgmp_study as S
-from mpgen.flows import model_energy as M
+from mpgen.studies import fgmp_study as S
+from mpgen.studies import model_energy as M
 from mpgen.golden.policy import Policy, assign_weights
 
 TINY = S.StudySettings(minilm_calib_texts=8, minilm_eval_texts=4, minilm_max_len=32, minilm_batch=2,
@@ -291,3 +291,21 @@ def test_stories_mode_mix(cache_dir, models_dir, stories260k):
     print("\nstories260K 70 % mix:", mix["counts"], mix["product_fractions"])
     assert mix["matmuls"] == 36 * 2  # 36 matmuls (classifier included) x 2 sequences
     _check_mix(mix, 0.7, cache_dir, stories260k)
+
+
+def test_energies_from_records_and_report_section():
+    def rec(unit, config, mode, e, **kw):
+        return {"kind": "energy", "schema": 1, "unit": unit, "config": config, "params": {},
+                "mode": mode, "energy_pj_per_op": e, "energy_geu_per_op": None, **kw}
+    records = [rec("dotprod", "mixed-split", m, v) for m, v in ENERGY.items()] + \
+        [rec("dotprod", "fp8-only", "fp8xfp8", 9.0), rec("classifier", "bf16", "classify", 0.5),
+         {"kind": "area", "unit": "dotprod", "config": "mixed-split"}]
+    assert M.energies_from_records(records, "dotprod", "mixed-split") == (ENERGY, "pJ")
+    assert M.energies_from_records(records, "classifier", "bf16") == ({"classify": 0.5}, "pJ")
+    assert M.energies_from_records(records, "fineq", "fineq-8x8") is None
+    with pytest.raises(ValueError, match="mismatches"):
+        M.energies_from_records([rec("dotprod", "mixed-split", "fp4xfp4", 1.0, mismatches=2)],
+                                "dotprod", "mixed-split")
+    got = M.report_section(data={"records": []}, models=())
+    assert got["model_energy"] == [] and got["quality"] == []
+    assert any("dotprod/mixed-split" in n for n in got["notes"])

@@ -1,9 +1,9 @@
 """Model-level energy and quality of the FGMP policy (issue 5 §2, §3).
 
-* :func:`mode_mix` runs the FGMP policy of :mod:`mpgen.flows.fgmp_study` on a real model (weights by
+* :func:`mode_mix` runs the FGMP policy of :mod:`mpgen.studies.fgmp_study` on a real model (weights by
   :func:`~mpgen.golden.policy.assign_weights`, activations classified by the classifier golden
   through :class:`~mpgen.golden.policy.ActivationQuantizer`, the study's own fake-quantized matmul
-  hook :func:`~mpgen.flows.fgmp_study.make_matmul`) and counts, over every quantized matmul of the
+  hook :func:`~mpgen.studies.fgmp_study.make_matmul`) and counts, over every quantized matmul of the
   evaluation forward pass, the block products of each precision pairing (weight × activation).
   For ``y = x Wᵀ`` with weight rows n, activation rows m and K-blocks k, the block product
   ``(n, m, k)`` has the pairing (precision of W[n, block k], precision of x[m, block k]), so
@@ -21,9 +21,10 @@ Only the weight matmuls are counted (the study quantizes exactly those: attentio
 products, norms and softmax stay float and are not part of the FGMP datapath). MiniLM's padding
 rows are quantized and computed like every row (batches of length-sorted texts), so they are
 counted too. The Fisher statistics, activation calibration and weight scales/scores are the
-study's caches (``build/fgmp_study``, keyed by model and settings).
+study's caches (:func:`~mpgen.studies.fgmp_study.default_cache_dir`, keyed by model, settings
+and :func:`~mpgen.studies.fgmp_study.code_fingerprint`).
 
-CLI: ``python -m mpgen.flows.model_energy --model minilm --fraction 0.7 [--energy dotprod.json]``.
+CLI: ``python -m mpgen.studies.model_energy --model minilm --fraction 0.7 [--energy dotprod.json]``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from . import fgmp_study as study
 __all__ = ["FGMP_PAPER_SAVING", "MODES", "CURVE_SETTINGS", "CURVE_POLICIES", "CURVE_FRACTIONS",
            "count_block_products", "mode_mix", "model_energy", "energies_from_report",
            "quality_curve", "format_mix_table", "format_energy_table", "format_quality_table",
-           "main"]
+           "ENERGY_REFERENCE", "energies_from_records", "report_section", "main"]
 
 #: Energy saving of FGMP vs an all-FP8 design reported by the FGMP paper: Hooper et al., "FGMP:
 #: Fine-Grained Mixed-Precision Weight and Activation Quantization for Hardware-Accelerated LLM
@@ -238,7 +239,7 @@ def mode_mix(case_or_model, fp4_fraction: float, *, policy: str = "fgmp", clip: 
 
     ``case_or_model``: "minilm", "stories260K" (``stories_path``, else ``stories260K.bin`` in
     ``models_dir``, else in ``$MPGEN_MODELS``; FileNotFoundError if absent) or
-    a :class:`~mpgen.flows.fgmp_study.ModelCase` built with ``settings``. ``settings``: the
+    a :class:`~mpgen.studies.fgmp_study.ModelCase` built with ``settings``. ``settings``: the
     study's sizes (default ``StudySettings()``, the settings of docs/fgmp_policy.md).
     ``clip``: sensitivity-weighted clipping of NVFP4 weight blocks (changes which weight blocks
     are FP8 slightly). The evaluation forward pass is the study's exactly (same hook, same
@@ -470,6 +471,68 @@ def quality_curve(model, fractions: Sequence[float] = CURVE_FRACTIONS,
     return rows
 
 
+# ---------------------------------------------------------------------------------- mpgen report
+
+#: Configurations whose energy per mode feeds the model-level energy of ``mpgen report``: the
+#: dot-product unit (mixed precision, split datapath) and the classifier (BF16 activations).
+ENERGY_REFERENCE = {"dotprod": "mixed-split", "classifier": "bf16"}
+
+
+def energies_from_records(records: Sequence[Mapping], unit: str, config: str,
+                          modes: Sequence[str] | None = None) -> tuple[dict[str, float], str] | None:
+    """``({mode: energy per op}, energy unit)`` of the ``kind == "energy"`` records (JSON objects,
+    :mod:`mpgen.flows.records`) of ``unit``/``config``, or None if there are none; a mode
+    measured with mismatches is refused (ValueError), as in :func:`energies_from_report`."""
+    out, units = {}, set()
+    for r in records:
+        if not isinstance(r, Mapping) or r.get("kind") != "energy" or r.get("unit") != unit \
+                or r.get("config") != config or (modes is not None and r.get("mode") not in modes):
+            continue
+        if r.get("mismatches"):
+            raise ValueError(f"energy record {unit}/{config} mode {r.get('mode')} had "
+                             f"{r['mismatches']} mismatches: not the energy of a correct run")
+        pj, geu = r.get("energy_pj_per_op"), r.get("energy_geu_per_op")
+        value, u = (pj, "pJ") if pj is not None else (geu, "GEU")
+        out[r["mode"]] = _energy_value(value, f"energy per op of {unit}/{config} {r['mode']}")
+        units.add(u)
+    if not out:
+        return None
+    if len(units) > 1:
+        raise ValueError(f"energy records of {unit}/{config} mix units {sorted(units)}")
+    return out, units.pop()
+
+
+def report_section(*, data: Mapping, progress=lambda m: None, models=("minilm", "stories260K"),
+                   fraction: float = 0.7, models_dir=None, **_ignored) -> dict:
+    """The model part of ``mpgen report``: ``{"model_energy": rows, "quality": rows, "notes":
+    [...]}`` — :func:`model_energy` of each available model's :func:`mode_mix` at ``fraction``
+    with the energies of :data:`ENERGY_REFERENCE` from ``data["records"]``, and
+    :func:`quality_curve` per model. A model that cannot be loaded is skipped with a note
+    (stories260K: ``models_dir``, else ``$MPGEN_MODELS``)."""
+    records = data.get("records") or []
+    notes: list[str] = []
+    energy_rows, quality = [], []
+    dot = energies_from_records(records, "dotprod", ENERGY_REFERENCE["dotprod"], MODES)
+    cls = energies_from_records(records, "classifier", ENERGY_REFERENCE["classifier"])
+    if dot is None:
+        notes.append(f"model energy needs the energy of dotprod/{ENERGY_REFERENCE['dotprod']}")
+    cls_block = None
+    if dot is not None and cls is not None and cls[1] == dot[1]:
+        cls_block = next(iter(cls[0].values()))
+    for model in models:
+        try:
+            if dot is not None:
+                progress(f"model energy: FGMP block mix of {model} at {fraction:.0%} FP4")
+                mix = mode_mix(model, fraction, models_dir=models_dir)
+                energy_rows.append(model_energy(mix, dot[0], classifier_energy_per_block=cls_block,
+                                                energy_unit=dot[1]))
+            progress(f"quality vs FP4 fraction: {model}")
+            quality += quality_curve(model, models_dir=models_dir)
+        except (FileNotFoundError, ImportError) as e:
+            notes.append(f"{model}: skipped ({str(e).splitlines()[0]})")
+    return {"model_energy": energy_rows, "quality": quality, "notes": notes}
+
+
 # ---------------------------------------------------------------------------------- report
 
 
@@ -524,7 +587,7 @@ def _load_json(path: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mpgen.flows.model_energy",
+    ap = argparse.ArgumentParser(prog="python -m mpgen.studies.model_energy",
                                  description="FGMP block-precision mix, model-level energy and "
                                              "quality curve on real models")
     ap.add_argument("--model", default="minilm", help=f"comma-separated subset of {study.MODELS}")

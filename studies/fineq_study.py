@@ -15,7 +15,7 @@ Two parts:
    only): stories260K mean KL(float || quantized) per token and perplexity on sequences the float
    model sampled itself; MiniLM mean ``1 - cos`` of sentence embeddings against the float model.
 
-``python -m mpgen.flows.fineq_study`` (or ``mpgen study fineq-accuracy``) prints the markdown;
+``python -m mpgen.studies.fineq_study`` (or ``mpgen study fineq-accuracy``) prints the markdown;
 ``--out FILE`` also writes it; stories260K is read from ``--models DIR`` (else ``$MPGEN_MODELS``).
 Models that are absent are skipped (and said so in the output, with the reason).
 """

@@ -1,0 +1,21 @@
+"""mpgen.studies: the model and design studies that regenerate the tables in ``docs/``.
+
+Each study module has a ``main(argv) -> int`` (``mpgen study NAME [ARGS]`` or
+``python -m mpgen.studies.MODULE``):
+
+* :mod:`mpgen.studies.fgmp_study` (``fgmp-policy``) – the FGMP precision policy vs baselines on
+  the real models (docs/fgmp_policy.md);
+* :mod:`mpgen.studies.model_energy` (``model-energy``) – the policy's block-precision mix, the
+  model-level energy from measured per-mode energies, quality vs FP4 fraction;
+* :mod:`mpgen.studies.fineq_study` (``fineq-accuracy``) – FineQ vs RTN INT2/3/4 on real weights
+  (docs/fineq.md);
+* :mod:`mpgen.studies.fineq_area` (``fineq-area``) – the FineQ temporal array vs multiplier
+  baselines: area and cycles (docs/fineq_hw.md);
+* :mod:`mpgen.studies.classifier_area` (``classifier-area``) – the activation classifier vs the
+  dot-product unit it feeds: area (docs/classifier.md).
+
+Layering: studies is the top layer (it may import golden, models, rtl, sim and flows); nothing
+below imports it except the CLI's study dispatch (and the report's model section). Model files
+come from ``--models DIR`` / ``$MPGEN_MODELS`` (:mod:`mpgen.models.paths`), caches go under
+:func:`mpgen.models.cache.cache_root` (``$MPGEN_CACHE``).
+"""
