@@ -48,7 +48,7 @@ from . import fgmp_study as study
 __all__ = ["FGMP_PAPER_SAVING", "MODES", "CURVE_SETTINGS", "CURVE_POLICIES", "CURVE_FRACTIONS",
            "count_block_products", "mode_mix", "model_energy", "energies_from_report",
            "quality_curve", "format_mix_table", "format_energy_table", "format_quality_table",
-           "ENERGY_REFERENCE", "energies_from_records", "report_section", "main"]
+           "main"]
 
 #: Energy saving of FGMP vs an all-FP8 design reported by the FGMP paper: Hooper et al., "FGMP:
 #: Fine-Grained Mixed-Precision Weight and Activation Quantization for Hardware-Accelerated LLM
@@ -469,68 +469,6 @@ def quality_curve(model, fractions: Sequence[float] = CURVE_FRACTIONS,
                 study._log(f"{case.name}: {kind} {f:.2f} {key}={r.metrics[key]:.5g}", t0, progress)
         prep.save_weight_cache(progress)
     return rows
-
-
-# ---------------------------------------------------------------------------------- mpgen report
-
-#: Configurations whose energy per mode feeds the model-level energy of ``mpgen report``: the
-#: dot-product unit (mixed precision, split datapath) and the classifier (BF16 activations).
-ENERGY_REFERENCE = {"dotprod": "mixed-split", "classifier": "bf16"}
-
-
-def energies_from_records(records: Sequence[Mapping], unit: str, config: str,
-                          modes: Sequence[str] | None = None) -> tuple[dict[str, float], str] | None:
-    """``({mode: energy per op}, energy unit)`` of the ``kind == "energy"`` records (JSON objects,
-    :mod:`mpgen.flows.records`) of ``unit``/``config``, or None if there are none; a mode
-    measured with mismatches is refused (ValueError), as in :func:`energies_from_report`."""
-    out, units = {}, set()
-    for r in records:
-        if not isinstance(r, Mapping) or r.get("kind") != "energy" or r.get("unit") != unit \
-                or r.get("config") != config or (modes is not None and r.get("mode") not in modes):
-            continue
-        if r.get("mismatches"):
-            raise ValueError(f"energy record {unit}/{config} mode {r.get('mode')} had "
-                             f"{r['mismatches']} mismatches: not the energy of a correct run")
-        pj, geu = r.get("energy_pj_per_op"), r.get("energy_geu_per_op")
-        value, u = (pj, "pJ") if pj is not None else (geu, "GEU")
-        out[r["mode"]] = _energy_value(value, f"energy per op of {unit}/{config} {r['mode']}")
-        units.add(u)
-    if not out:
-        return None
-    if len(units) > 1:
-        raise ValueError(f"energy records of {unit}/{config} mix units {sorted(units)}")
-    return out, units.pop()
-
-
-def report_section(*, data: Mapping, progress=lambda m: None, models=("minilm", "stories260K"),
-                   fraction: float = 0.7, models_dir=None, **_ignored) -> dict:
-    """The model part of ``mpgen report``: ``{"model_energy": rows, "quality": rows, "notes":
-    [...]}`` — :func:`model_energy` of each available model's :func:`mode_mix` at ``fraction``
-    with the energies of :data:`ENERGY_REFERENCE` from ``data["records"]``, and
-    :func:`quality_curve` per model. A model that cannot be loaded is skipped with a note
-    (stories260K: ``models_dir``, else ``$MPGEN_MODELS``)."""
-    records = data.get("records") or []
-    notes: list[str] = []
-    energy_rows, quality = [], []
-    dot = energies_from_records(records, "dotprod", ENERGY_REFERENCE["dotprod"], MODES)
-    cls = energies_from_records(records, "classifier", ENERGY_REFERENCE["classifier"])
-    if dot is None:
-        notes.append(f"model energy needs the energy of dotprod/{ENERGY_REFERENCE['dotprod']}")
-    cls_block = None
-    if dot is not None and cls is not None and cls[1] == dot[1]:
-        cls_block = next(iter(cls[0].values()))
-    for model in models:
-        try:
-            if dot is not None:
-                progress(f"model energy: FGMP block mix of {model} at {fraction:.0%} FP4")
-                mix = mode_mix(model, fraction, models_dir=models_dir)
-                energy_rows.append(model_energy(mix, dot[0], classifier_energy_per_block=cls_block,
-                                                energy_unit=dot[1]))
-            progress(f"quality vs FP4 fraction: {model}")
-            quality += quality_curve(model, models_dir=models_dir)
-        except (FileNotFoundError, ImportError) as e:
-            notes.append(f"{model}: skipped ({str(e).splitlines()[0]})")
-    return {"model_energy": energy_rows, "quality": quality, "notes": notes}
 
 
 # ---------------------------------------------------------------------------------- report

@@ -291,21 +291,3 @@ def test_stories_mode_mix(cache_dir, models_dir, stories260k):
     print("\nstories260K 70 % mix:", mix["counts"], mix["product_fractions"])
     assert mix["matmuls"] == 36 * 2  # 36 matmuls (classifier included) x 2 sequences
     _check_mix(mix, 0.7, cache_dir, stories260k)
-
-
-def test_energies_from_records_and_report_section():
-    def rec(unit, config, mode, e, **kw):
-        return {"kind": "energy", "schema": 1, "unit": unit, "config": config, "params": {},
-                "mode": mode, "energy_pj_per_op": e, "energy_geu_per_op": None, **kw}
-    records = [rec("dotprod", "mixed-split", m, v) for m, v in ENERGY.items()] + \
-        [rec("dotprod", "fp8-only", "fp8xfp8", 9.0), rec("classifier", "bf16", "classify", 0.5),
-         {"kind": "area", "unit": "dotprod", "config": "mixed-split"}]
-    assert M.energies_from_records(records, "dotprod", "mixed-split") == (ENERGY, "pJ")
-    assert M.energies_from_records(records, "classifier", "bf16") == ({"classify": 0.5}, "pJ")
-    assert M.energies_from_records(records, "fineq", "fineq-8x8") is None
-    with pytest.raises(ValueError, match="mismatches"):
-        M.energies_from_records([rec("dotprod", "mixed-split", "fp4xfp4", 1.0, mismatches=2)],
-                                "dotprod", "mixed-split")
-    got = M.report_section(data={"records": []}, models=())
-    assert got["model_energy"] == [] and got["quality"] == []
-    assert any("dotprod/mixed-split" in n for n in got["notes"])
