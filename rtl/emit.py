@@ -19,9 +19,17 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-__all__ = ["to_verilog", "write_verilog", "port_names"]
+__all__ = ["to_verilog", "write_verilog", "port_names", "strip_source_locations"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SRC_ATTR = re.compile(r'\(\* src = "(?:[^"\\]|\\.)*" \*\)\s*')
+
+
+def strip_source_locations(verilog_text: str) -> str:
+    """*verilog_text* without its ``(* src = ... *)`` attributes (the Python source locations
+    Amaranth records): what caches hash and tools read, so results do not depend on where
+    mpgen is installed."""
+    return _SRC_ATTR.sub("", verilog_text)
 
 
 def _check(component, name: str) -> None:

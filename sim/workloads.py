@@ -77,12 +77,16 @@ from typing import Mapping
 
 import torch
 
+from .classifier import Phase, expected_outputs, pack_inputs
+from .dotprod import pack_payloads, supported_modes
+from .fineq import Tile, decoded_weights, expected_results, pack_acts, pack_weights
 from .workload import StreamPhase, Workload
 
-__all__ = ["WORKLOAD_UNITS", "DATA_SOURCES", "DEFAULT_LAYER", "DEFAULT_OPS", "modes", "workload",
-           "layer_data", "LayerData", "DotprodStimulus", "dotprod_stimulus", "dotprod_mode_name"]
+__all__ = ["DATA_SOURCES", "DEFAULT_LAYER", "DEFAULT_OPS", "layer_data", "LayerData",
+           "DotprodStimulus", "dotprod_stimulus", "dotprod_mode_name", "dotprod_modes",
+           "dotprod_workload", "classifier_modes", "classifier_workload", "fineq_modes",
+           "fineq_workload"]
 
-WORKLOAD_UNITS = ("dotprod", "classifier", "fineq")
 DATA_SOURCES = ("auto", "minilm", "synthetic")
 #: MiniLM layer the operands come from (names as in ``MiniLM.linear_layers``).
 DEFAULT_LAYER = "layers.2.ffn_in"
@@ -206,33 +210,8 @@ def layer_data(data: str = "auto", layer: str = DEFAULT_LAYER, *, seed: int = 0,
 # ------------------------------------------------------------------------------ common
 
 
-def _component(unit: str, params: Mapping):
-    """The unit's component for ``params`` (validates them); ValueError for bad ones."""
-    from mpgen.flows.units import get_unit
-
-    if unit not in WORKLOAD_UNITS:
-        raise ValueError(f"no workloads for unit {unit!r}; units with workloads: {', '.join(WORKLOAD_UNITS)}")
-    if not isinstance(params, Mapping):
-        raise ValueError(f"params must be a mapping, not {type(params).__name__}")
-    try:
-        comp = get_unit(unit).factory(**dict(params))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"invalid parameters for {unit} {dict(params)}: {e}") from None
-    comp._MustUse__silence = True  # only its layouts and parameters are read here
-    return comp
-
-
 def dotprod_mode_name(w_fp8: bool, a_fp8: bool) -> str:
     return f"{'fp8' if w_fp8 else 'fp4'}x{'fp8' if a_fp8 else 'fp4'}"
-
-
-def modes(unit: str, params: Mapping) -> list[str]:
-    """Operating modes of ``unit`` with ``params`` (ValueError for an unknown unit or bad params)."""
-    comp = _component(unit, params)
-    if unit == "dotprod":
-        from .dotprod import supported_modes
-        return [dotprod_mode_name(w, a) for w, a in supported_modes(comp.formats)]
-    return ["classify"] if unit == "classifier" else ["mac"]
 
 
 def _check_ops(ops):
@@ -243,26 +222,16 @@ def _check_ops(ops):
     return ops
 
 
-def workload(unit: str, params: Mapping, mode: str, *, ops: int | None = None, seed: int = 0,
-             data: str = "auto", layer: str = DEFAULT_LAYER) -> Workload:
-    """Stimulus and expected outputs for ``mode`` of ``unit`` built with ``params`` (see the module
-    docstring for what each unit gets and what ``ops`` counts). ``seed`` picks where in the GEMM
-    the stimulus starts (and the synthetic data). ValueError for an unknown unit/mode/data/layer,
-    bad parameters or a bad ``ops``."""
-    comp = _component(unit, params)
-    valid = modes(unit, params)
+def _check_request(comp, mode: str, valid: list[str], ops, seed, data) -> int | None:
+    """Shared argument checks of the workload functions; returns the checked ``ops``."""
     if mode not in valid:
-        raise ValueError(f"mode {mode!r} is not a mode of {unit} {dict(params)}; modes: {valid}")
-    ops = _check_ops(ops)
+        raise ValueError(f"mode {mode!r} is not a mode of {type(comp).__name__} "
+                         f"{getattr(comp, 'params', '')}; modes: {valid}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, not {seed!r}")
     if data not in DATA_SOURCES:
         raise ValueError(f"data must be one of {DATA_SOURCES}, not {data!r}")
-    if unit == "dotprod":
-        return _dotprod_workload(comp, mode, ops, seed, data, layer)
-    if unit == "classifier":
-        return _classifier_workload(comp, ops, seed, data, layer)
-    return _fineq_workload(comp, ops, seed, data, layer)
+    return _check_ops(ops)
 
 
 # ------------------------------------------------------------------------------ dotprod
@@ -290,17 +259,20 @@ def _quantize_rows(x: torch.Tensor, s_t: float, bs: int, fp8: bool):
     return fp8_block_quantize(xb, s_t) if fp8 else exact_block_quantize(xb, s_t)
 
 
-def dotprod_stimulus(params: Mapping, mode: str, *, ops: int | None = None, seed: int = 0,
+def dotprod_modes(comp) -> list[str]:
+    """Energy modes of a :class:`~mpgen.rtl.dotprod.BlockDotProduct`: the (weight × activation)
+    precision pairs its ``formats`` supports."""
+    return [dotprod_mode_name(w, a) for w, a in supported_modes(comp.formats)]
+
+
+def dotprod_stimulus(comp, mode: str, *, ops: int | None = None, seed: int = 0,
                      data: str = "auto", layer: str = DEFAULT_LAYER) -> DotprodStimulus:
-    """The block-pair stream behind :func:`workload` for ``dotprod`` (see the module docstring)."""
+    """The block-pair stream behind :func:`dotprod_workload` for the dot-product unit *comp*
+    (see the module docstring)."""
     from mpgen.golden.dotprod import BlockPairs
     from mpgen.golden.fgmp import fgmp_tensor_scale
 
-    comp = _component("dotprod", params)
-    if mode not in modes("dotprod", params):
-        raise ValueError(f"mode {mode!r} is not a mode of dotprod {dict(params)}; "
-                         f"modes: {modes('dotprod', params)}")
-    ops = _check_ops(ops) or DEFAULT_OPS["dotprod"]
+    ops = _check_request(comp, mode, dotprod_modes(comp), ops, seed, data) or DEFAULT_OPS["dotprod"]
     w_fp8, a_fp8 = mode.split("x")[0] == "fp8", mode.split("x")[1] == "fp8"
     bs = comp.block_size
     d = layer_data(data, layer, seed=seed)
@@ -350,12 +322,13 @@ def dotprod_stimulus(params: Mapping, mode: str, *, ops: int | None = None, seed
     return DotprodStimulus(stream(dots), dots, stream([warm_dot]), warm_dot, source)
 
 
-def _dotprod_workload(comp, mode, ops, seed, data, layer) -> Workload:
+def dotprod_workload(comp, mode: str, *, ops: int | None = None, seed: int = 0,
+                     data: str = "auto", layer: str = DEFAULT_LAYER) -> Workload:
+    """Workload of *mode* for the dot-product unit *comp* (module docstring); ``ops`` counts
+    block pairs."""
     from mpgen.golden.dotprod import dot_products
 
-    from .dotprod import pack_payloads
-
-    st = dotprod_stimulus(comp.params, mode, ops=ops, seed=seed, data=data, layer=layer)
+    st = dotprod_stimulus(comp, mode, ops=ops, seed=seed, data=data, layer=layer)
 
     def phase(pairs, name):
         exp = [int(v) for v in dot_products(pairs).tolist()]
@@ -374,12 +347,19 @@ def _cfg_payload(unit, kind: int, addr: int, value: int) -> int:
     return (kind << offs["kind"]) | (addr << offs["addr"]) | (value << offs["data"])
 
 
-def _classifier_workload(comp, ops, seed, data, layer) -> Workload:
+def classifier_modes(comp) -> list[str]:
+    """The classifier's one energy mode."""
+    return ["classify"]
+
+
+def classifier_workload(comp, mode: str = "classify", *, ops: int | None = None, seed: int = 0,
+                        data: str = "auto", layer: str = DEFAULT_LAYER) -> Workload:
+    """Workload of the activation classifier *comp* (module docstring); ``ops`` counts blocks."""
+    ops = _check_request(comp, mode, classifier_modes(comp), ops, seed, data)
     from mpgen.golden.classifier import activation_scale_exp, classify_stream, fisher_to_table
     from mpgen.golden.fgmp import BLOCK
     from mpgen.rtl.classifier import CFG_FISHER, CFG_SCALE_EXP, CFG_THRESHOLD
 
-    from .classifier import Phase, expected_outputs, pack_inputs
 
     cfg = comp.config
     channels, words = comp.channels, comp.words
@@ -457,10 +437,17 @@ def _result_payload(array, sums) -> int:
     return sum((int(v) & mask) << (c * width) for c, v in enumerate(sums))
 
 
-def _fineq_workload(arr, ops, seed, data, layer) -> Workload:
+def fineq_modes(arr) -> list[str]:
+    """The FineQ array's one energy mode."""
+    return ["mac"]
+
+
+def fineq_workload(arr, mode: str = "mac", *, ops: int | None = None, seed: int = 0,
+                   data: str = "auto", layer: str = DEFAULT_LAYER) -> Workload:
+    """Workload of the FineQ (or baseline) array *arr* (module docstring); ``ops`` counts MACs."""
+    ops = _check_request(arr, mode, fineq_modes(arr), ops, seed, data)
     from mpgen.golden.fineq import DEFAULT_GROUP_SIZE, fineq_quantize, rtn_quantize
 
-    from .fineq import Tile, decoded_weights, expected_results, pack_acts, pack_weights
 
     R, C = arr.rows, arr.cols
     per_vector = R * C

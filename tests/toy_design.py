@@ -95,3 +95,55 @@ def toy_regression(config, *, simulator="verilator", quick=True, seed=None, offs
     return ToyResult(vectors=run.result.get("vectors", 0),
                      mismatches=run.result.get("mismatches", 0),
                      passed=run.passed, details=run.to_dict())
+
+
+# ----------------------------------------------------------------- the toy as a unit plugin
+
+
+def toy_modes(comp) -> list[str]:
+    """The toy's one energy mode."""
+    return ["add"]
+
+
+def toy_workload(comp, mode="add", *, ops=None, seed=0, data="auto"):
+    """Random {a, b} pairs at full rate; the expected sums come from plain Python (the toy's
+    golden model)."""
+    import random
+
+    from mpgen.sim.workload import StreamPhase, Workload
+
+    if mode != "add":
+        raise ValueError(f"mode {mode!r} is not a mode of the toy; modes: ['add']")
+    rng = random.Random(seed)
+    layout = data_layout(comp.width)
+    offs = {name: f.offset for name, f in layout}
+
+    def phase(n, name):
+        pairs = [(rng.randrange(1 << comp.width), rng.randrange(1 << comp.width)) for _ in range(n)]
+        payloads = [a << offs["a"] | b << offs["b"] for a, b in pairs]
+        return StreamPhase({"i": payloads}, {"o": n}, {"o": [a + b for a, b in pairs]}, name)
+
+    ops = ops or 32
+    return Workload("add", [phase(4, "warmup")], [phase(ops, "adds")], ops, "add",
+                    f"{ops} random {comp.width}-bit pairs (seed {seed})")
+
+
+def data_layout(width):
+    return data.StructLayout({"a": width, "b": width})
+
+
+def toy_spec(name="toy", offset=0):
+    """A complete unit plugin for the toy (registered by the tests that need it)."""
+    import functools
+
+    from mpgen.flows.units import Param, UnitSpec
+
+    return UnitSpec(
+        name=name, description="toy stream adder (tests only)", factory=ToyStreamAdder,
+        params=(Param("width", int, 8, None, "operand width, 1..64"),),
+        configs={"w8": {"width": 8}, "w4": {"width": 4}}, key_configs=("w8",),
+        regression=functools.partial(toy_regression, offset=offset) if offset else toy_regression,
+        regression_sizes={"quick": "100 random pairs", "full": "1,000 random pairs"},
+        energy_modes=toy_modes, workload=toy_workload,
+        area_groups={"stages": ["stage*"], "adder": ["adder"], "glue": ["(top)"]},
+        report_sweep={"width": [4, 6]})

