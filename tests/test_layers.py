@@ -8,9 +8,14 @@ either. Each check runs in a fresh interpreter (this one has torch loaded alread
 
 from __future__ import annotations
 
+import configparser
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import pytest
 
 RTL_MODULES = ("mpgen.rtl.arith", "mpgen.rtl.dotprod", "mpgen.rtl.classifier", "mpgen.rtl.fineq",
                "mpgen.rtl.fgmp_pipeline", "mpgen.rtl.emit")
@@ -51,3 +56,58 @@ def test_rtl_components_build_without_torch():
             assert f"module {name}" in to_verilog(comp, name, emit_src=False)
         assert 'torch' not in sys.modules, 'building the RTL imported torch'
     """)
+
+
+# ------------------------------------------------------------------------ import contracts, lint
+# The package layering (.importlinter: golden | models < rtl < sim < flows < studies) checked by
+# import-linter, one contract per test so a broken one is named; and ruff on every package.
+
+REPO = Path(__file__).resolve().parents[1]
+_cfg = configparser.ConfigParser(interpolation=None)
+_cfg.read(REPO / ".importlinter")
+CONTRACTS = [s.split(":", 2)[2] for s in _cfg.sections() if s.startswith("importlinter:contract:")]
+#: Known violations in code being rewritten (strict=False: the test passes once they are gone).
+LEAD_REWRITE = {
+    "sim-below-flows": "sim/workloads.py imports mpgen.flows.units (get_unit) in the committed "
+                       "tree; the rewrite of sim/workloads.py drops it",
+}
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or (Path(sys.executable).parent / name)
+    if not Path(exe).is_file():
+        pytest.skip(f"{name} not installed (pip install -e '.[test]')")
+    return str(exe)
+
+
+@pytest.mark.parametrize("contract", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=False, reason=LEAD_REWRITE[c]))
+    if c in LEAD_REWRITE else c for c in CONTRACTS])
+def test_import_contracts(contract):
+    proc = subprocess.run([_tool("lint-imports"), "--no-cache", "--contract", contract],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_contracts_cover_the_layers():
+    assert {"golden-models-below-everything", "golden-without-models", "rtl-on-golden-only",
+            "sim-below-flows", "flows-below-studies"} <= set(CONTRACTS)
+
+
+#: ruff findings in files being rewritten (strict=False, as above).
+RUFF_LEAD_REWRITE = {
+    "flows": "flows/cli.py (unused import re/platform), flows/energy.py (simulate_toggles in "
+             "__all__ undefined), flows/report_data.py (unused import sys): files being rewritten",
+    "sim": "sim/workloads.py (unused import typing.Mapping): file being rewritten",
+    "tests": "tests/test_unit_plugin.py (unused import pathlib.Path): file being written",
+}
+
+
+@pytest.mark.parametrize("folder", [
+    pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=RUFF_LEAD_REWRITE[f]))
+    if f in RUFF_LEAD_REWRITE else f
+    for f in ("golden", "rtl", "sim", "flows", "models", "studies", "tests")])
+def test_ruff(folder):
+    proc = subprocess.run([_tool("ruff"), "check", "--no-cache", folder], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
