@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version

@@ -49,7 +49,7 @@ from .area import NON_LOGIC_CELLS, cell_cost, synthesize
 from .liberty import power_library
 
 __all__ = ["GateNetlist", "gate_netlist", "EnergyModel", "energy_model", "ToggleRun",
-           "simulate_toggles", "ModeEnergy", "EnergyReport", "measure_energy",
+           "ModeEnergy", "EnergyReport", "measure_energy",
            "GENERIC_WEIGHTS", "NOMINAL_TRANSITION_NS", "EnergyError"]
 
 #: Input transition time (ns) at which internal-power tables are read: a typical slew of

@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -107,6 +108,7 @@ class PointResult:
     point: Point
     records: list[Record]
     seconds: float = 0.0
+    worker: str = ""  # host:pid of the process that ran it ("" when read from the cache)
 
     @property
     def errors(self) -> list[ErrorRecord]:
@@ -441,7 +443,8 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
         records.append(ErrorRecord(**_base(p), stage=stage, error=_first_line(e)))
         if os.environ.get("MPGEN_DEBUG"):
             traceback.print_exc()
-    return PointResult(p, records, round(time.monotonic() - t0, 2))
+    return PointResult(p, records, round(time.monotonic() - t0, 2),
+                       f"{socket.gethostname()}:{os.getpid()}")
 
 
 # --------------------------------------------------------------------------- executors

@@ -749,7 +749,7 @@ def fig_model_energy(data: Mapping):
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.15)
     cap = ("Model-level energy saving of fine-grained mixed precision over an all-FP8 baseline "
-           f"({', '.join(_saving_label(k) for k in keys_plot)}; mpgen.flows.model_energy: "
+           f"({', '.join(_saving_label(k) for k in keys_plot)}; mpgen.studies.model_energy: "
            "measured per-op unit energies over each model's operations); dashed: the FGMP "
            "paper's reported saving "
            "(its hardware and models: a reference, not a like-for-like target). "
@@ -942,7 +942,7 @@ def _generic_rows_table(rows: Sequence[Mapping], fraction_keys: Callable[[str], 
     for r in rows:
         keys += [k for k in r if k not in keys]
 
-    def fmt(k, v):
+    def cell_text(k, v):
         if is_number(v) and fraction_keys(k):
             return _fmt_pct(v, pct and k != "fp4_fraction")
         if isinstance(v, float):
@@ -951,7 +951,7 @@ def _generic_rows_table(rows: Sequence[Mapping], fraction_keys: Callable[[str], 
             return json.dumps(v, sort_keys=True)
         return fmt(v)
 
-    body = [[fmt(k, r.get(k)) for k in keys] for r in rows]
+    body = [[cell_text(k, r.get(k)) for k in keys] for r in rows]
     align = ["r" if any(is_number(r.get(k)) for r in rows) else "l" for k in keys]
     return md_table(keys, body, align)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import platform
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence

@@ -121,7 +121,7 @@ def _row(res: engine.PointResult, params: Mapping, energy: bool) -> dict:
     """The flat sweep row of one point's records."""
     row: dict[str, Any] = {"unit": res.point.unit, "params": dict(params)}
     row.update({c: None for c in COLUMNS})
-    row.update(cached=res.cached, seconds_total=res.seconds, finished_at=_now(),
+    row.update(cached=res.cached, seconds_total=res.seconds, finished_at=_now(), worker=res.worker,
                flow_version=FLOW_VERSION, energy_note=None if energy else NO_ENERGY_NOTE,
                point=point_label(params))
     if energy and not get_unit(res.point.unit).has_energy:

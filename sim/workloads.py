@@ -1,14 +1,16 @@
 """Representative stimulus for each RTL unit: what the activity-based energy flow measures.
 
-:func:`workload` returns a :class:`~mpgen.sim.workload.Workload` (setup phases, measured phases,
-expected outputs) for one operating mode of one unit configuration.  The operands are *real*:
+:func:`dotprod_workload`, :func:`classifier_workload` and :func:`fineq_workload` (the units'
+``workload`` hooks, with ``*_modes`` as their ``energy_modes``) return a
+:class:`~mpgen.sim.workload.Workload` (setup phases, measured phases, expected outputs) for one
+operating mode of one unit component.  The operands are *real*:
 
 * ``data="minilm"``: one ``nn.Linear`` layer of all-MiniLM-L6-v2 (default ``layers.2.ffn_in``, a
   feed-forward matmul in the middle of the encoder; the feed-forward matmuls hold two thirds of the
   model's weight MACs) — its weight matrix, and its real input activations captured with
-  :mod:`mpgen.golden.minilm`'s ``matmul`` hook for the first 8 "calib" paragraphs of
-  :func:`~mpgen.golden.minilm.text_corpus` (padding positions dropped, ~225 tokens).  The classifier's
-  Fisher table is the layer's real activation Fisher (:func:`mpgen.golden.fisher.minilm_fisher` on
+  :mod:`mpgen.models.minilm`'s ``matmul`` hook for the first 8 "calib" paragraphs of
+  :func:`~mpgen.models.minilm.text_corpus` (padding positions dropped, ~225 tokens).  The classifier's
+  Fisher table is the layer's real activation Fisher (:func:`mpgen.models.fisher.minilm_fisher` on
   the same sentences, ~2 s on a CPU).
 * ``data="synthetic"``: seeded heavy-tailed stand-ins of the same shapes (for installs without
   the ``models`` extra): weights Gaussian with per-row log-normal scales and a Student-t-like tail,
@@ -73,7 +75,6 @@ import functools
 import importlib.util
 import math
 import random
-from typing import Mapping
 
 import torch
 

@@ -72,3 +72,14 @@ def stories260k_optional() -> Path | None:
     """Like :func:`stories260k` for tests that also run without the model: the file or None."""
     d, _ = _models_dir()
     return d / STORIES260K if d is not None and (d / STORIES260K).is_file() else None
+
+
+@pytest.fixture
+def results_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh engine result cache (``MPGEN_CACHE``) for one test; the simulation build cache
+    stays the shared one, so Verilator models are not rebuilt."""
+    from mpgen.sim.runner import default_build_root
+
+    monkeypatch.setenv("MPGEN_BUILD_DIR", str(default_build_root()))
+    monkeypatch.setenv("MPGEN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "results"

@@ -92,13 +92,8 @@ def test_import_contracts_cover_the_layers():
             "sim-below-flows", "flows-below-studies"} <= set(CONTRACTS)
 
 
-#: ruff findings in files being rewritten (xfail(strict=False), as above).
-RUFF_LEAD_REWRITE = {
-    "flows": "flows/cli.py:29 F401 unused import re; flows/energy.py:52 F822 simulate_toggles in "
-             "__all__ is undefined; flows/report_data.py:15 F401 unused import sys",
-    "sim": "sim/workloads.py:76 F401 unused import typing.Mapping",
-    "tests": "tests/test_unit_plugin.py:5 F401 unused import pathlib.Path",
-}
+#: ruff findings known and waived per folder (xfail(strict=False), as above; none now).
+RUFF_LEAD_REWRITE: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("folder", [

@@ -1,7 +1,8 @@
-"""flows/report.py: Markdown report with figures, from synthetic (schema-correct) report data.
+"""flows/report.py: Markdown report with figures, from synthetic report data.
 
-No synthesis or simulation here: the data dict imitates what the CLI assembles (AreaReport
-dicts, regression dicts, EnergyReport dicts, a SweepResult dict, model-level rows).
+No synthesis or simulation here: the data dict holds what the CLI assembles: typed engine
+records (:mod:`mpgen.flows.records`, built as the dataclasses and checked against their
+schema), a SweepResult dict and model-level rows.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import re
 import pytest
 
 from mpgen.flows.area import AreaReport, SubmoduleArea, area_table, submodule_groups
+from mpgen.flows.records import (AreaRecord, EnergyRecord, RegressionRecord, check_record,
+                                 from_dict, to_dict)
 from mpgen.flows.report import (FIGURES, _sweep_section, fig_area_breakdown, fig_energy_modes,
-                                fig_fineq_vs_baselines, fig_model_energy, fig_quality, fig_sweep,
-                                figure_caption, load_report_data, save_report_data, sweep_figures,
+                                fig_model_energy, fig_quality, fig_sweep, figure_caption,
+                                load_report_data, save_report_data, sweep_figures, units_view,
                                 write_report)
+from mpgen.flows.units.fineq_report import fig_vs_baselines as fig_fineq_vs_baselines
 
 META = {"mpgen": "0.1.0", "python": "3.11.9", "yosys": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
         "verilator": "5.036", "cocotb": "2.0.1", "amaranth": "0.5.8", "torch": "2.13.0",
@@ -27,9 +31,11 @@ META = {"mpgen": "0.1.0", "python": "3.11.9", "yosys": "Yosys 0.70 (git sha1 28b
 DOTPROD_GROUPS = {"multipliers": ["lanes_*"], "adder tree": ["tree_*"], "scale & FP32 round": ["scale"],
                   "accumulator": ["accumulator"], "control & pipeline": ["(top)"]}
 FINEQ_GROUPS = {"decoders": ["decoder_*"], "PEs": ["pe_*"], "control & pipeline": ["(top)"]}
+GROUPS = {"dotprod": DOTPROD_GROUPS, "fineq": FINEQ_GROUPS}  # as in the units' specs
 
 
 def _area(top: str, subs: dict[str, float], *, flat: float, um2: float | None = None) -> dict:
+    flat = round(sum(subs.values()), 4)  # one hierarchical synthesis: the total is the sum
     submodules = {name: SubmoduleArea(cells=int(n2 / 1.3), nand2_eq=n2, transistors=int(4 * n2),
                                       area_um2=None if um2 is None else round(n2 * 7.2576, 4))
                   for name, n2 in subs.items()}
@@ -116,9 +122,60 @@ def make_data() -> dict:
                      "saving_vs_fp8_with_classifier": None if m == "minilm" and f == 0.5 else 0.2 * f - 0.01,
                      "paper_saving": 0.14}
                     for m in ("stories260K", "minilm") for f in (0.5, 0.9)]
-    return {"meta": dict(META), "units": units,
-            "area_groups": {"dotprod": DOTPROD_GROUPS, "fineq": FINEQ_GROUPS},
+    return {"meta": dict(META), "records": records_from(units),
             "sweeps": [_sweep()], "model_energy": model_energy, "quality": quality}
+
+
+def records_from(units: dict) -> list[dict]:
+    """The typed records (as JSON objects) of ``{unit: {config: {params, area, regression,
+    energy}}}`` built with the record dataclasses, so the data follows the records' schema."""
+    out = []
+    for unit, configs in units.items():
+        for config, e in configs.items():
+            base = {"unit": unit, "config": config, "params": e.get("params") or {}}
+            for sim, r in (e.get("regression") or {}).items():
+                out.append(RegressionRecord(**base, simulator=sim, quick=r["quick"], seed=r["seed"],
+                                            vectors=r["vectors"], mismatches=r["mismatches"],
+                                            passed=r["passed"], seconds=r["seconds"]))
+            if e.get("area"):
+                a = AreaReport.from_dict(e["area"])
+                out.append(AreaRecord(
+                    **base, cells=a.cells, nand2_eq=a.nand2_eq, transistors=a.transistors,
+                    area_um2=a.area_um2, liberty=a.liberty, nand2_cell=a.nand2_cell,
+                    nand2_area_um2=a.nand2_area_um2,
+                    submodules={k: vars(v) for k, v in a.submodules.items()},
+                    cells_by_type=a.cells_by_type, yosys=a.yosys, seconds=a.synth_seconds))
+            for mode, m in ((e.get("energy") or {}).get("modes") or {}).items():
+                geu = e["energy"]["energy_unit"] == "GEU"
+                out.append(EnergyRecord(
+                    **base, mode=mode, op_name=m["op_name"], ops=m["ops"],
+                    energy_geu_per_op=m["energy_per_op"] if geu else None,
+                    energy_pj_per_op=None if geu else m["energy_per_op"],
+                    breakdown_per_op=m["breakdown"], cycles=m["cycles"], vectors=m["ops"],
+                    mismatches=m["mismatches"], source=m["source"],
+                    netlist_cells=e["energy"]["netlist_cells"]))
+    return [to_dict(r) for r in out]
+
+
+def drop(data: dict, unit: str, kind: str | None = None) -> None:
+    """Remove *unit*'s records (of one *kind*, or all) from *data*."""
+    data["records"] = [r for r in data["records"]
+                       if not (r["unit"] == unit and kind in (None, r["kind"]))]
+
+
+def test_records_follow_their_schema():
+    records = make_data()["records"]
+    assert {r["kind"] for r in records} == {"regression", "area", "energy"}
+    for r in records:
+        assert from_dict(r) == from_dict(json.loads(json.dumps(r)))
+        check_record(r)
+    bad = dict(records[0], vectorz=1)
+    with pytest.raises(ValueError, match="unknown fields"):
+        check_record(bad)
+    with pytest.raises(ValueError, match="schema"):
+        check_record(dict(records[0], schema=99))
+    with pytest.raises(ValueError, match="unknown record kind"):
+        check_record(dict(records[0], kind="nope"))
 
 
 EXPECTED = ["area_breakdown", "energy_modes", "fineq_vs_baselines", "quality_vs_fp4", "model_energy",
@@ -153,6 +210,7 @@ def test_captions_in_figures_and_markdown(full_report):
              "torch 2.13.0", f"matplotlib {matplotlib.__version__}", "liberty: generic NAND2-eq"]
     figs = {name: fn(data) for name, (fn, _, _) in FIGURES.items()}
     figs.update({n: f for n, f, _ in sweep_figures(data)})
+    figs["fineq_vs_baselines"] = fig_fineq_vs_baselines(data)  # the fineq unit's own figure
     assert sorted(figs) == sorted(EXPECTED)
     for name, fig in figs.items():
         caption = figure_caption(fig)
@@ -212,9 +270,9 @@ def test_tables_match_data(full_report):
     assert "error (area): YosysError: boom" in md
     # Area tables are area_table's, with the unit's groups.
     for unit in ("dotprod", "fineq"):
-        reports = {c: AreaReport.from_dict(e["area"]) for c, e in data["units"][unit].items()}
-        assert area_table(reports, data["area_groups"][unit]) in md
-    assert "| fp8-only | 8,076 | 10,500.0 |" in md
+        reports = {c: AreaReport.from_dict(e["area"]) for c, e in units_view(data)[unit].items()}
+        assert area_table(reports, GROUPS[unit]) in md
+    assert "| fp8-only | 8,461 | 11,000.0 |" in md
     # Regression table.
     assert "| dotprod | mixed-split | verilator | 4,242 | 0 | PASS | 12.3 |" in md
     # Energy table: the value and its internal share.
@@ -237,12 +295,12 @@ def test_area_breakdown_uses_groups(full_report):
     ax = fig.axes[0]
     y_mixed = 0  # configs are drawn top to bottom: fp8-only at y=1, mixed-split at y=0
     widths = [p.get_width() for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - y_mixed) < 1e-9]
-    hier = AreaReport.from_dict(data["units"]["dotprod"]["mixed-split"]["area"]).hier_nand2_eq
+    hier = AreaReport.from_dict(units_view(data)["dotprod"]["mixed-split"]["area"]).hier_nand2_eq
     assert sum(widths) == pytest.approx(hier)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert "13,012.5 NAND2-eq" in texts
+    assert "13,200.0 NAND2-eq" in texts
     assert any("(22,010.0 µm²)" in t for t in texts)  # fineq-8x8 has a Liberty area
-    owner = submodule_groups({c: AreaReport.from_dict(e["area"]) for c, e in data["units"]["dotprod"].items()},
+    owner = submodule_groups({c: AreaReport.from_dict(e["area"]) for c, e in units_view(data)["dotprod"].items()},
                              DOTPROD_GROUPS)
     assert owner["lanes_e2m1"] == "multipliers" and owner["(top)"] == "control & pipeline"
 
@@ -326,13 +384,12 @@ def test_model_energy_tolerant_rows():
 def test_missing_data_skips_figures(tmp_path):
     data = make_data()
     del data["quality"], data["sweeps"], data["model_energy"]
-    for entry in data["units"]["dotprod"].values():
-        entry["energy"] = None
-    del data["units"]["fineq"]
+    drop(data, "dotprod", "energy")
+    drop(data, "fineq")
     md = write_report(data, tmp_path).read_text()
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert written == ["area_breakdown.png", "area_breakdown.svg"]
-    for name in ("energy_modes", "fineq_vs_baselines", "quality_vs_fp4", "model_energy", "sweeps"):
+    for name in ("energy_modes", "quality_vs_fp4", "model_energy", "sweeps"):
         line = next(ln for ln in md.splitlines() if f"(`{name}`)" in ln)
         assert "omitted, no data: needs" in line
     assert 'data["quality"]' in md and "## Model quality" not in md and "## Sweeps" not in md
@@ -344,7 +401,7 @@ def test_missing_data_skips_figures(tmp_path):
 def test_empty_data_still_writes_report(tmp_path):
     md = write_report({}, tmp_path).read_text()
     assert md.startswith("# mpgen report")
-    assert md.count("omitted, no data") == 6
+    assert md.count("omitted, no data") == 5  # units' own figures only come with their data
     assert not list((tmp_path / "figures").iterdir())
     with pytest.raises(TypeError):
         write_report([1, 2], tmp_path)
@@ -352,8 +409,9 @@ def test_empty_data_still_writes_report(tmp_path):
 
 def test_ungrouped_submodule_falls_back(tmp_path):
     data = make_data()
-    data["area_groups"]["dotprod"] = {"multipliers": ["lanes_*"]}  # misses tree_*, scale, ...
-    del data["sweeps"], data["quality"], data["model_energy"], data["units"]["fineq"]
+    data["area_groups"] = {"dotprod": {"multipliers": ["lanes_*"]}}  # misses tree_*, scale, ...
+    del data["sweeps"], data["quality"], data["model_energy"]
+    drop(data, "fineq")
     md = write_report(data, tmp_path).read_text()
     assert "do not cover every submodule" in md
     assert "tree_e4m3 NAND2-eq" in md  # one column per submodule
@@ -373,8 +431,8 @@ def test_claims_table_next_to_the_papers(tmp_path):
     """The headline ratios are computed from the data: FP4×FP4 vs FP8×FP8, the classifier per
     block (raw and amortised over the model's reuse), FineQ vs W8A8 per MAC, FGMP model saving."""
     data = make_data()
-    data["units"]["classifier"] = {"bf16": {"params": {}, "energy": _energy("classifier", "bf16",
-                                                                             {"classify": 250.0})}}
+    data["records"] += records_from({"classifier": {"bf16": {
+        "params": {}, "energy": _energy("classifier", "bf16", {"classify": 250.0}, op_name="block")}}})
     for r in data["model_energy"]:
         r["activation_blocks"] = 10
     text = write_report(data, tmp_path).read_text()

