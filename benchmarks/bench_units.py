@@ -1,11 +1,14 @@
 """Speed of every registered unit's flow pieces and of the classifier / FineQ golden models.
 
-    python benchmarks/bench_units.py [--units dotprod,classifier,fineq] [--skip-sim] [--skip-golden]
+    python benchmarks/bench_units.py [--units dotprod,classifier,...] [--skip-sim] [--skip-golden]
 
-Figures (``FIGURE`` lines; nothing is asserted, this is not a test):
+Units are those of the registry (:func:`mpgen.flows.units.unit_names`: dotprod, classifier, fineq,
+fgmp_pipeline and any registered at run time). Figures (``FIGURE`` lines; nothing is asserted, this
+is not a test):
 
-* ``gen.<unit>.<config>.seconds``: Amaranth elaboration + Verilog emission of the first default
-  configuration of each unit;
+* ``gen.<unit>.<config>.seconds``: building the component from the unit's spec
+  (``spec.build(params)``) + Amaranth elaboration + Verilog emission of the first default
+  configuration of each unit (:func:`mpgen.flows.engine.verilog_of`, top module = unit name);
 * ``sim.verilator.<unit>.<config>.vectors_per_s``: vectors checked per second by that
   configuration's quick regression, end to end (start-up, simulation, checks), on a warm build
   cache (a first run builds the model if needed; its time is reported as ``...first_run_s``);
@@ -24,22 +27,23 @@ def figure(name: str, value: float, unit: str, detail: str = "") -> None:
 
 
 def bench_unit(unit: str, skip_sim: bool) -> None:
-    from mpgen.flows.units import get_unit, top_name
-    from mpgen.rtl.emit import to_verilog
+    from mpgen.flows.engine import verilog_of
+    from mpgen.flows.units import get_unit, resolve
 
     spec = get_unit(unit)
-    config, params = next(iter(spec.default_configs.items()))
+    config, params = next(iter(spec.configs.items()))
     t0 = time.perf_counter()
-    text = to_verilog(spec.factory(**params), top_name(unit))
+    text = verilog_of(spec, params)
     figure(f"gen.{unit}.{config}.seconds", time.perf_counter() - t0, "s", f"{len(text):,} chars of Verilog")
     if skip_sim or spec.regression is None:
         return
+    regression = resolve(spec.regression)
     t0 = time.perf_counter()
-    spec.regression(dict(params), simulator="verilator", quick=True, seed=1)
+    regression(dict(params), simulator="verilator", quick=True, seed=1)
     figure(f"sim.verilator.{unit}.{config}.first_run_s", time.perf_counter() - t0, "s",
            "includes the model build unless cached")
     t0 = time.perf_counter()
-    res = spec.regression(dict(params), simulator="verilator", quick=True, seed=1)
+    res = regression(dict(params), simulator="verilator", quick=True, seed=1)
     secs = time.perf_counter() - t0
     figure(f"sim.verilator.{unit}.{config}.vectors_per_s", res.vectors / secs, "vectors/s",
            f"{res.vectors} vectors, {res.mismatches} mismatches in {secs:.1f} s, warm cache")
@@ -83,9 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-sim", action="store_true", help="only generation (no simulator runs)")
     ap.add_argument("--skip-golden", action="store_true", help="no golden-model figures")
     args = ap.parse_args(argv)
-    from mpgen.flows.units import UNITS
+    from mpgen.flows.units import unit_names
 
-    for unit in (args.units.split(",") if args.units else list(UNITS)):
+    for unit in (args.units.split(",") if args.units else unit_names()):
         bench_unit(unit, args.skip_sim)
     if not args.skip_golden:
         bench_golden()

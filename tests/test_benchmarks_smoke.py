@@ -1,7 +1,7 @@
 """Smoke runs of the benchmark scripts (--quick): they exit 0 and print their figure lines.
 
-Speed is not checked. bench_sim.py and bench_synth.py need simulators / Yosys and minutes; they
-are not run here.
+Speed is not checked. bench_sim.py, bench_synth.py and bench_energy.py need simulators / Yosys
+and minutes; they are not run here (bench_units.py runs with ``--skip-sim``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from mpgen.flows.units import unit_names
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 FIGURE = re.compile(r"^FIGURE (\S+) = (\S+) (.+?)(?:  \(.*)?$", re.M)  # name = value unit  (detail)
@@ -49,12 +51,13 @@ def test_bench_generate_quick():
 
 
 def test_bench_units_generation_and_golden():
+    """Every unit of the registry gets a generation figure; the golden figures are printed."""
     proc = subprocess.run([sys.executable, str(BENCH / "bench_units.py"), "--skip-sim"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figs = {m.group(1): (float(m.group(2)), m.group(3)) for m in FIGURE.finditer(proc.stdout)}
     print(proc.stdout)
-    for unit in ("dotprod", "classifier", "fineq"):
+    for unit in unit_names():  # dotprod, classifier, fineq, fgmp_pipeline
         assert any(k.startswith(f"gen.{unit}.") and v[0] > 0 for k, v in figs.items()), unit
     for name, unit in (("golden.classifier.blocks_per_s", "blocks/s"),
                        ("golden.fineq.quantize_weights_per_s", "weights/s"),

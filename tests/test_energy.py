@@ -1,5 +1,10 @@
 """Activity-based energy flow (flows/energy.py, flows/liberty.py): Liberty reading, toggle
-capture on the gate-level netlist, golden checking of the measured netlist, energy figures."""
+capture on the gate-level netlist, golden checking of the measured netlist, energy figures, and
+the content-addressed cache of the gate-level Verilator build.
+
+``measure_energy(netlist, workloads)`` takes a :class:`~mpgen.flows.energy.GateNetlist` (here from
+:func:`~mpgen.flows.energy.gate_netlist`) and ``{mode: Workload}`` (here from
+:func:`mpgen.sim.workloads.dotprod_workload` on the component), as the engine's energy stage does."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import pytest
 
 from mpgen.flows import energy as E
 from mpgen.flows.liberty import parse_liberty, power_library
-from mpgen.sim import workloads as W
+from mpgen.sim.workload import StreamPhase, Workload
+from mpgen.sim.workloads import dotprod_modes, dotprod_workload
 
 LIB = Path(__file__).resolve().parents[1].parent / "shared" / "lib" / "sg13g2_stdcell_typ_1p20V_25C.lib"
 needs_lib = pytest.mark.skipif(not LIB.is_file(), reason="IHP SG13G2 Liberty file not present")
@@ -89,16 +95,37 @@ def _popcount_flips(values):
     return sum(bin(a ^ b).count("1") for a, b in zip(values, values[1:]))
 
 
+def _dotprod(params, work_dir, *, ops, liberty=None):
+    """(component, generic or Liberty gate-level netlist in work_dir/netlist, {mode: synthetic
+    workload of ops block pairs} for every mode of the component)."""
+    from mpgen.rtl.dotprod import BlockDotProduct
+    from mpgen.rtl.emit import to_verilog
+
+    comp = BlockDotProduct(**params)
+    net = E.gate_netlist(to_verilog(comp, "dotprod"), "dotprod", liberty=liberty,
+                         work_dir=work_dir / "netlist")
+    loads = {m: dotprod_workload(comp, m, ops=ops, data="synthetic") for m in dotprod_modes(comp)}
+    return comp, net, loads
+
+
+def _stamps(build_root):
+    """Build stamps of the gate-level Verilator builds under *build_root*."""
+    return sorted(build_root.glob("energy-*/.mpgen-build.json"))
+
+
 @pytest.mark.sim
 @pytest.mark.synth
 def test_generic_energy_of_the_mixed_dot_product(tmp_path, record_property):
     """All four modes of a small mixed unit: outputs checked against the golden model on the
     gate-level netlist, input-port toggles equal to the payload bit flips, FP4 cheaper than FP8."""
     params = {"block_size": 8, "formats": "mixed", "organisation": "split"}
-    rep = E.measure_energy("dotprod", params, ops=24, data="synthetic", work_dir=tmp_path)
+    comp, net, loads = _dotprod(params, tmp_path, ops=24)
+    assert net.liberty is None and net.top == "dotprod"
+    rep = E.measure_energy(net, loads, label="dotprod/mixed-b8", work_dir=tmp_path)
+    assert rep.unit == "dotprod/mixed-b8"
     assert rep.energy_unit == "GEU" and rep.liberty is None
     assert set(rep.modes) == {"fp4xfp4", "fp4xfp8", "fp8xfp4", "fp8xfp8"}
-    assert rep.nets_observed >= 0.95 and rep.netlist_cells > 1000
+    assert rep.nets_observed >= 0.95 and rep.netlist_cells == net.cells > 1000
     checked = 0
     for mode, e in rep.modes.items():
         assert e.mismatches == 0 and e.ops == 24 and e.op_name == "block pair"
@@ -114,18 +141,16 @@ def test_generic_energy_of_the_mixed_dot_product(tmp_path, record_property):
 
     # The input port's toggles in the coverage data are exactly the bit flips of the payloads
     # the testbench drove (known without Verilator): measured phases of the fp8xfp8 run.
-    wl = W.workload("dotprod", params, "fp8xfp8", ops=24, data="synthetic")
+    wl = loads["fp8xfp8"]
     driven = [p for ph in wl.setup + wl.measure for p in ph.inputs["i"]]
-    net = E.GateNetlist.load(tmp_path / "netlist", "dotprod") if (tmp_path / "netlist" / "netlist.json").is_file() else None
-    assert net is not None
+    assert E.GateNetlist.load(tmp_path / "netlist", "dotprod").cells == net.cells
     model = E.energy_model(net)
     counts, unmatched = E._parse_coverage(tmp_path / "runs" / "fp8xfp8" / "coverage-all.dat",
                                           "dotprod", model)
     assert not unmatched
     ports = {n: (p["direction"], len(p["bits"])) for n, p in net.module()["ports"].items()}
     bits = E._split_port(ports, "i__payload")  # one port per bit (splitnets)
-    from mpgen.rtl.dotprod import BlockDotProduct
-    assert len(bits) == BlockDotProduct(**params).i.payload.shape().size > 64
+    assert len(bits) == comp.i.payload.shape().size > 64
     for port, k in bits:
         b = model.lookup(port, None)
         flips = _popcount_flips([(v >> k) & 1 for v in [0] + driven])  # from 0 at time 0
@@ -134,32 +159,51 @@ def test_generic_energy_of_the_mixed_dot_product(tmp_path, record_property):
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_a_wrong_golden_output_stops_the_energy_flow(tmp_path, monkeypatch):
+def test_a_wrong_golden_output_stops_the_energy_flow(tmp_path):
     """The flow refuses to report energy for a netlist whose outputs disagree with the golden
     model: here the expected value of one output is corrupted."""
-    real = W.workload
-
-    def corrupted(unit, params, mode, **kw):
-        wl = real(unit, params, mode, **kw)
-        ph = wl.measure[0]
-        exp = list(ph.expected["o"])
-        exp[-1] ^= 1
-        ph.expected = {"o": exp}
-        return wl
-
-    monkeypatch.setattr(W, "workload", corrupted)
+    _, net, loads = _dotprod({"block_size": 8, "formats": "fp4"}, tmp_path, ops=16)
+    ph = loads["fp4xfp4"].measure[0]
+    exp = list(ph.expected["o"])
+    exp[-1] ^= 1
+    ph.expected = {"o": exp}
     with pytest.raises(E.EnergyError, match="differ from the golden"):
-        E.measure_energy("dotprod", {"block_size": 8, "formats": "fp4"}, ops=16,
-                         data="synthetic", work_dir=tmp_path)
+        E.measure_energy(net, loads, work_dir=tmp_path)
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+def test_gate_level_build_is_cached_by_content(tmp_path):
+    """The Verilator build of netlist + testbench lives in the build cache under a content hash:
+    a second measurement of the same netlist (another work folder, fewer modes with the same
+    stream depths) reuses it, with the same figures; another netlist gets its own build."""
+    root = tmp_path / "sim"
+    params = {"block_size": 8, "formats": "mixed", "organisation": "split"}
+    _, net, loads = _dotprod(params, tmp_path, ops=16)
+    first = E.measure_energy(net, loads, work_dir=tmp_path / "e1", build_root=root)
+    (stamp,) = _stamps(root)
+    assert stamp.parent.name.startswith("energy-dotprod-")
+    binary = stamp.parent / "obj" / "sim"
+    before = (stamp.read_text(), binary.stat().st_mtime_ns, binary.stat().st_ino)
+    again = E.measure_energy(net, {"fp8xfp4": loads["fp8xfp4"]}, work_dir=tmp_path / "e2",
+                             build_root=root)
+    assert _stamps(root) == [stamp]
+    assert (stamp.read_text(), binary.stat().st_mtime_ns, binary.stat().st_ino) == before
+    assert again.modes["fp8xfp4"].energy_per_op == first.modes["fp8xfp4"].energy_per_op
+    assert again.modes["fp8xfp4"].cycles == first.modes["fp8xfp4"].cycles
+    # a different netlist (fp4-only) with the same workload shape: a second cache entry
+    _, other, other_loads = _dotprod({"block_size": 8, "formats": "fp4"}, tmp_path / "fp4", ops=16)
+    E.measure_energy(other, other_loads, work_dir=tmp_path / "e3", build_root=root)
+    assert len(_stamps(root)) == 2 and stamp in _stamps(root)
 
 
 @needs_lib
 @pytest.mark.sim
 @pytest.mark.synth
 def test_liberty_energy_in_picojoules(tmp_path):
-    params = {"block_size": 8, "formats": "fp4"}
-    rep = E.measure_energy("dotprod", params, ops=16, data="synthetic", liberty=LIB,
-                           work_dir=tmp_path)
+    _, net, loads = _dotprod({"block_size": 8, "formats": "fp4"}, tmp_path, ops=16, liberty=LIB)
+    assert net.liberty == LIB.resolve()
+    rep = E.measure_energy(net, loads, work_dir=tmp_path)
     e = rep.modes["fp4xfp4"]
     assert rep.energy_unit == "pJ" and rep.liberty == str(LIB.resolve())
     # a few pJ per block pair in 130 nm: well above 0.1 pJ, well below 1 nJ
@@ -170,7 +214,6 @@ def test_liberty_energy_in_picojoules(tmp_path):
     # The clock part, recomputed from the Liberty tables: each clock edge costs the clock pins'
     # internal energy plus ½CV² of their capacitance; there are 2 edges per cycle.
     lib = power_library(LIB)
-    net = E.GateNetlist.load(tmp_path / "netlist", "dotprod", LIB)
     m = net.module()
     clk_bit = m["ports"]["clk"]["bits"][0]
     rise = fall = cap = 0.0
@@ -185,12 +228,33 @@ def test_liberty_energy_in_picojoules(tmp_path):
     assert e.breakdown["clock"] * e.ops == pytest.approx(per_cycle * e.cycles, rel=1e-9)
 
 
+def _port_only_netlist(directory):
+    """A hand-written netlist with streams i (in) and o (out) and no cells (no tools needed)."""
+    bits = iter(range(2, 100))
+    ports = {name: {"direction": d, "bits": [next(bits)]} for name, d in (
+        ("clk", "input"), ("rst", "input"), ("i__valid", "input"), ("i__ready", "output"),
+        ("i__payload", "input"), ("o__valid", "output"), ("o__ready", "input"),
+        ("o__payload", "output"))}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "netlist.json").write_text(json.dumps(
+        {"modules": {"t": {"ports": ports, "cells": {}, "netnames": {}}}}))
+    (directory / "netlist.v").write_text("module t(); endmodule\n")
+    return directory
+
+
 def test_measure_energy_rejects_bad_requests(tmp_path):
-    with pytest.raises(ValueError):
-        E.measure_energy("nope", {}, work_dir=tmp_path)
-    with pytest.raises(ValueError):
-        E.measure_energy("dotprod", {"block_size": 8, "formats": "fp4"}, modes=["fp8xfp8"],
-                         work_dir=tmp_path)
+    net = E.GateNetlist.load(_port_only_netlist(tmp_path / "net"), "t")
+    assert net.cells == 0 and net.liberty is None
+    with pytest.raises(E.EnergyError, match="no workloads"):
+        E.measure_energy(net, {}, work_dir=tmp_path / "w")
+    # a workload driving a stream the netlist does not have
+    bad = Workload("m", [], [StreamPhase({"x": [1]}, {"o": 1}, None, "x")], 1, "op", "test")
+    with pytest.raises(E.EnergyError, match=r"\['x'\] are not ports"):
+        E.measure_energy(net, {"m": bad}, work_dir=tmp_path / "w")
+    with pytest.raises(E.EnergyError, match="top module 'nope' missing"):
+        E.GateNetlist.load(tmp_path / "net", "nope")
+    with pytest.raises(FileNotFoundError, match="netlist.json"):
+        E.GateNetlist.load(tmp_path / "empty", "t")
     with pytest.raises(FileNotFoundError):
         E.gate_netlist("module t(); endmodule", "t", liberty=tmp_path / "none.lib",
                        work_dir=tmp_path)

@@ -1,9 +1,14 @@
 """Representative workloads (mpgen.sim.workloads): RTL runs with zero mismatches, mode purity,
 op counts, packing, bad input, and that the MiniLM data really is the named layer's.
 
+The workload functions are per unit and take the component (``dotprod_workload(comp, mode)``,
+``classifier_workload``, ``fineq_workload``); components come from the unit registry
+(``get_unit(name).build(params)``), which validates the parameters.
+
 The RTL tests run every mode of a configuration in one simulation with the generic testbench
-(:mod:`mpgen.sim.tb_workload`).  Their configurations and top-level names are those of the units'
-own regressions, so the Verilator builds are shared through the build cache.
+(:mod:`mpgen.sim.tb_workload`), through the hooks the unit's spec names (``energy_modes``,
+``workload``), as the engine's energy stage does.  Their configurations and top-level names are
+those of the units' own regressions, so the Verilator builds are shared through the build cache.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import math
 import pytest
 import torch
 
-from mpgen.flows.units import get_unit
+from mpgen.flows.units import get_unit, resolve
 from mpgen.golden.formats import E2M1, E4M3, UE4M3
 from mpgen.sim import workloads as W
-from mpgen.sim.workloads import dotprod_stimulus, layer_data, modes, workload
+from mpgen.sim.workloads import (classifier_modes, classifier_workload, dotprod_modes,
+                                 dotprod_stimulus, dotprod_workload, fineq_modes, fineq_workload,
+                                 layer_data)
 
 HAVE_MINILM = W._minilm_available()
 DATA = "auto"  # MiniLM where installed (CI), synthetic elsewhere
@@ -28,6 +35,14 @@ def one_thread():
     torch.set_num_threads(1)  # small tensors; a shared 2-core machine
     yield
     torch.set_num_threads(n)
+
+
+def _build(unit, params=None):
+    """The component of *unit* with *params* (schema-checked by the registry, then validated by
+    the component); never elaborated here."""
+    comp = get_unit(unit).build(params or {})
+    comp._MustUse__silence = True
+    return comp
 
 
 def _fields(layout, value):
@@ -56,16 +71,19 @@ def test_workload_on_rtl(case, record_property):
     from mpgen.sim.workload import run_workload
 
     unit, params, top, data = RTL_CASES[case]
+    spec = get_unit(unit)
+    comp = spec.build(params)
+    workload = resolve(spec.workload)
     phases, ops = [], {}
-    for mode in modes(unit, params):
-        wl = workload(unit, params, mode, data=data, seed=3)
+    for mode in resolve(spec.energy_modes)(comp):
+        wl = workload(comp, mode, data=data, seed=3)
         phases += wl.setup + wl.measure
         ops[mode] = wl.ops
         print(f"{mode}: {wl.ops} {wl.op_name}s; {wl.source}")
     want = sum(sum(ph.outputs.values()) for ph in phases)
     checked = sum(len(v) for ph in phases for v in (ph.expected or {}).values())
     assert checked == want  # every awaited output has an expected payload
-    run = run_workload(to_verilog(get_unit(unit).factory(**params), top), top, phases)
+    run = run_workload(to_verilog(comp, top), top, phases)
     res = run.result or {}
     assert run.passed, res.get("first_mismatches") or run.log
     assert res["mismatches"] == 0, res["first_mismatches"]
@@ -79,34 +97,54 @@ def test_workload_on_rtl(case, record_property):
 
 
 def test_modes():
-    assert modes("dotprod", {}) == ["fp4xfp4", "fp4xfp8", "fp8xfp4", "fp8xfp8"]
-    assert modes("dotprod", {"formats": "fp8"}) == ["fp8xfp8"]
-    assert modes("dotprod", {"formats": "fp4", "block_size": 32}) == ["fp4xfp4"]
-    assert modes("classifier", {"channels": 32}) == ["classify"]
-    for params in get_unit("fineq").default_configs.values():
-        assert modes("fineq", params) == ["mac"]
+    assert dotprod_modes(_build("dotprod")) == ["fp4xfp4", "fp4xfp8", "fp8xfp4", "fp8xfp8"]
+    assert dotprod_modes(_build("dotprod", {"formats": "fp8"})) == ["fp8xfp8"]
+    assert dotprod_modes(_build("dotprod", {"formats": "fp4", "block_size": 32})) == ["fp4xfp4"]
+    assert classifier_modes(_build("classifier", {"channels": 32})) == ["classify"]
+    for params in get_unit("fineq").configs.values():
+        assert fineq_modes(_build("fineq", params)) == ["mac"]
+    # the hooks each spec names are these functions (ClassifierDotProduct: its own module)
+    for unit, want in (("dotprod", dotprod_modes), ("classifier", classifier_modes),
+                       ("fineq", fineq_modes)):
+        assert resolve(get_unit(unit).energy_modes) is want
+    pipe = get_unit("fgmp_pipeline")
+    assert resolve(pipe.energy_modes)(_build("fgmp_pipeline")) == ["classify+dot"]
+
+
+@pytest.mark.parametrize("unit, params, match", [
+    ("dotprod", {"block_size": 12}, "block_size"),
+    ("dotprod", {"bogus": 1}, "unknown parameter 'bogus'"),
+    ("dotprod", {"block_size": "8"}, "must be an int"),
+    ("classifier", {"input_format": "fp64"}, "input_format"),
+    ("fineq", {"rows": 4, "cols": 4, "pe": "temporal", "weight_bits": 4}, "pe='multiplier'"),
+])
+def test_bad_parameters(unit, params, match):
+    """Parameters are validated where the component is built (the workloads take a component)."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        get_unit(unit).build(params)
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: modes("nosuch", {}), "unit"),
-    (lambda: workload("nosuch", {}, "mac"), "unit"),
-    (lambda: workload("dotprod", {"block_size": 12}, "fp4xfp4"), "block_size"),
-    (lambda: workload("dotprod", {"bogus": 1}, "fp4xfp4"), "invalid parameters"),
-    (lambda: workload("dotprod", {"formats": "fp8"}, "fp4xfp4"), "mode"),
-    (lambda: workload("dotprod", {}, "classify"), "mode"),
-    (lambda: workload("classifier", {}, "mac"), "mode"),
-    (lambda: workload("fineq", {"rows": 4, "cols": 4}, "classify"), "mode"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", ops=0), "ops"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", ops=-3), "ops"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", ops=True), "ops"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", ops=2.0), "ops"),
-    (lambda: workload("fineq", {"rows": 4, "cols": 4}, "mac", ops=100), "multiple"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", data="imagenet"), "data"),
-    (lambda: workload("dotprod", {}, "fp4xfp4", data="synthetic", layer="layers.9.query"), "layer"),
-    (lambda: workload("classifier", {"channels": 4096}, "classify", data="synthetic"), "channels"),
-    (lambda: workload("fineq", {"rows": 4, "cols": 4, "pe": "temporal", "weight_bits": 4}, "mac"),
-     "invalid parameters"),
-    (lambda: modes("dotprod", [("formats", "fp8")]), "mapping"),
+    (lambda: get_unit("nosuch"), "unknown unit"),
+    (lambda: dotprod_workload(_build("dotprod", {"formats": "fp8"}), "fp4xfp4"), "mode"),
+    (lambda: dotprod_workload(_build("dotprod"), "classify"), "mode"),
+    (lambda: dotprod_stimulus(_build("dotprod", {"formats": "fp4"}), "fp8xfp8"), "mode"),
+    (lambda: classifier_workload(_build("classifier"), "mac"), "mode"),
+    (lambda: fineq_workload(_build("fineq", {"rows": 4, "cols": 4}), "classify"), "mode"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", ops=0), "ops"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", ops=-3), "ops"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", ops=True), "ops"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", ops=2.0), "ops"),
+    (lambda: classifier_workload(_build("classifier"), ops=0), "ops"),
+    (lambda: fineq_workload(_build("fineq", {"rows": 4, "cols": 4}), "mac", ops=100), "multiple"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", seed=1.5), "seed"),
+    (lambda: fineq_workload(_build("fineq", {"rows": 4, "cols": 4}), seed="1"), "seed"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", data="imagenet"), "data"),
+    (lambda: classifier_workload(_build("classifier"), data="imagenet"), "data"),
+    (lambda: dotprod_workload(_build("dotprod"), "fp4xfp4", data="synthetic",
+                              layer="layers.9.query"), "layer"),
+    (lambda: classifier_workload(_build("classifier", {"channels": 4096}), "classify",
+                                 data="synthetic"), "channels"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
@@ -115,7 +153,7 @@ def test_bad_input(call, match):
 
 def test_auto_falls_back_to_synthetic(monkeypatch):
     monkeypatch.setattr(W, "_minilm_available", lambda: False)
-    wl = workload("dotprod", {"block_size": 8}, "fp8xfp4", ops=10)
+    wl = dotprod_workload(_build("dotprod", {"block_size": 8}), "fp8xfp4", ops=10)
     assert wl.source.startswith("synthetic")
     assert layer_data("auto").real is False
 
@@ -147,11 +185,11 @@ def _unpack_dotprod(comp, payload):
 def test_dotprod_mode_purity_and_ops(params, ops):
     from mpgen.golden.dotprod import dot_products
 
-    comp = get_unit("dotprod").factory(**params)
+    comp = _build("dotprod", params)
     nb = 384 // comp.block_size
-    for mode in modes("dotprod", params):
+    for mode in dotprod_modes(comp):
         w_fp8, a_fp8 = (s == "fp8" for s in mode.split("x"))
-        wl = workload("dotprod", params, mode, ops=ops, data="synthetic", seed=5)
+        wl = dotprod_workload(comp, mode, ops=ops, data="synthetic", seed=5)
         n = ops or W.DEFAULT_OPS["dotprod"]
         assert wl.ops == n and wl.op_name == "block pair" and wl.mode == mode
         (ph,) = wl.measure
@@ -161,7 +199,7 @@ def test_dotprod_mode_purity_and_ops(params, ops):
         n_dots = sum(r["last"] for r in rows)
         assert rows[-1]["last"] == 1 and ph.outputs == {"o": n_dots} == {"o": math.ceil(n / min(nb, n))}
         # the packed fields are the stimulus' block pairs, and the expected values their golden results
-        st = dotprod_stimulus(params, mode, ops=ops, data="synthetic", seed=5)
+        st = dotprod_stimulus(comp, mode, ops=ops, data="synthetic", seed=5)
         p = st.pairs
         for i, r in enumerate(rows):
             mask = (1 << E2M1.width) - 1 if comp.formats == "fp4" else 0xFF
@@ -181,9 +219,10 @@ def test_dotprod_results_match_the_float_gemm(mode):
     product up to FP32 rounding)."""
     from mpgen.golden.fgmp import fgmp_tensor_scale
 
+    comp = _build("dotprod")
     d = layer_data(DATA, seed=1)
-    st = dotprod_stimulus({}, mode, ops=96, data=DATA, seed=1)
-    wl = workload("dotprod", {}, mode, ops=96, data=DATA, seed=1)
+    st = dotprod_stimulus(comp, mode, ops=96, data=DATA, seed=1)
+    wl = dotprod_workload(comp, mode, ops=96, data=DATA, seed=1)
     got = torch.tensor(wl.measure[0].expected["o"], dtype=torch.int64).to(torch.int32).view(torch.float32)
     s_w, s_a = float(fgmp_tensor_scale(d.weight)), float(fgmp_tensor_scale(d.acts))
     p = st.pairs
@@ -224,11 +263,12 @@ def test_dotprod_data_is_the_named_minilm_layer():
     handle.remove()
     acts = seen[0][tok["attention_mask"].bool()]          # [tokens, 384], padding dropped
     weight = lin.weight.detach()
+    comp = _build("dotprod")
     for mode in ("fp4xfp8", "fp8xfp4"):
         w_fp8, a_fp8 = (s == "fp8" for s in mode.split("x"))
         qw = fgmp_quantize(weight, torch.full((weight.shape[0], 24), w_fp8))
         qa = fgmp_quantize(acts, torch.full((acts.shape[0], 24), a_fp8))
-        st = dotprod_stimulus({}, mode, ops=96, data="minilm", seed=2)
+        st = dotprod_stimulus(comp, mode, ops=96, data="minilm", seed=2)
         assert st.source.startswith(f"all-MiniLM-L6-v2 {W.DEFAULT_LAYER}")
         assert len({n for _, n, _ in st.dots}) == 4 and st.pairs.n == 96
         start = 0
@@ -241,10 +281,10 @@ def test_dotprod_data_is_the_named_minilm_layer():
             if not a_fp8:
                 assert torch.equal(st.pairs.a_scale[sl], qa.block_scale[m, :blocks])
             start += blocks
-        syn = dotprod_stimulus({}, mode, ops=96, data="synthetic", seed=2)
+        syn = dotprod_stimulus(comp, mode, ops=96, data="synthetic", seed=2)
         assert not torch.equal(syn.pairs.w_codes, st.pairs.w_codes)
         assert not torch.equal(syn.pairs.a_codes, st.pairs.a_codes)
-    assert workload("dotprod", {}, "fp4xfp4", data="minilm").source.startswith("all-MiniLM")
+    assert dotprod_workload(comp, "fp4xfp4", data="minilm").source.startswith("all-MiniLM")
 
 
 # ------------------------------------------------------------------------------ classifier
@@ -257,9 +297,9 @@ def test_classifier_workload(params, data):
     from mpgen.rtl.classifier import CFG_FISHER, CFG_SCALE_EXP, CFG_THRESHOLD
     from mpgen.sim.classifier import input_codes, pack_outputs
 
-    comp = get_unit("classifier").factory(**params)
+    comp = _build("classifier", params)
     cfg = comp.config
-    wl = workload("classifier", params, "classify", data=data, seed=4)
+    wl = classifier_workload(comp, "classify", data=data, seed=4)
     assert wl.ops == 96 and wl.op_name == "block" and len(wl.measure) == 1
     prog, warm = wl.setup
     # configuration stream: the table words, then threshold and p
@@ -317,7 +357,8 @@ def test_classifier_fisher_is_real():
     d = layer_data("minilm", fisher=True)
     assert torch.allclose(d.fisher, st.activation[W.DEFAULT_LAYER], rtol=1e-4, atol=0)
     assert not torch.allclose(d.fisher, d.acts.square().mean(dim=0), rtol=0.5)  # not the proxy
-    assert "real activation Fisher" in workload("classifier", {}, "classify", data="minilm").source
+    assert "real activation Fisher" in classifier_workload(_build("classifier"), "classify",
+                                                            data="minilm").source
 
 
 # ------------------------------------------------------------------------------ fineq
@@ -331,10 +372,9 @@ def test_fineq_workload(params, data):
     from mpgen.golden.fineq import DEFAULT_GROUP_SIZE, decode_words, fineq_quantize, rtn_quantize
     from mpgen.sim.fineq import unpack_results
 
-    arr = get_unit("fineq").factory(**params)
-    arr._MustUse__silence = True
+    arr = _build("fineq", params)
     R, C = arr.rows, arr.cols
-    wl = workload("fineq", params, "mac", data=data, seed=6)
+    wl = fineq_workload(arr, "mac", data=data, seed=6)
     assert wl.op_name == "MAC" and wl.ops == 64 * R * C and len(wl.measure) == 4
     d = layer_data(data, seed=6)
     full = (fineq_quantize(d.weight, DEFAULT_GROUP_SIZE, arr.code).words if arr.fineq
@@ -361,9 +401,9 @@ def test_fineq_workload(params, data):
         want = (acts @ wint.T).tolist()  # exact integer GEMM, independent of int_gemm
         assert [unpack_results(arr, v) for v in ph.expected["o"]] == want
     assert sum(len(ph.inputs["a"]) for ph in wl.measure) * R * C == wl.ops
-    small = workload("fineq", params, "mac", ops=3 * R * C, data=data)
+    small = fineq_workload(arr, "mac", ops=3 * R * C, data=data)
     assert small.ops == 3 * R * C and [len(ph.inputs["a"]) for ph in small.measure] == [3]
-    big = workload("fineq", params, "mac", ops=40 * R * C, data=data)
+    big = fineq_workload(arr, "mac", ops=40 * R * C, data=data)
     assert [len(ph.inputs["a"]) for ph in big.measure] == [16, 16, 8]
 
 
