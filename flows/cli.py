@@ -282,7 +282,8 @@ def cmd_list(args, progress) -> int:
         spec = _spec(name)
         print(f"{spec.name}: {spec.description}")
         for cfg, params in spec.configs.items():
-            key = " (key: energy in mpgen run)" if cfg in spec.key_configs else ""
+            key = (" (key" + (", energy" if cfg in spec.energy_default and spec.has_energy else "")
+                   + ": in mpgen run)") if cfg in spec.run_configs else ""
             print(f"  config {cfg}: {params or '(defaults)'}{key}")
         for p in spec.params:
             print(f"  param  {p.describe()}" + (f" — {p.help}" if p.help else ""))
@@ -363,7 +364,8 @@ def _job_points(args) -> list[Point]:
     points = []
     for name in names:
         spec = _spec(name)
-        points += [Point(spec.name, cfg, dict(params)) for cfg, params in spec.configs.items()]
+        configs = spec.run_configs if args.configs == "key" else tuple(spec.configs)
+        points += [Point(spec.name, cfg, dict(spec.configs[cfg])) for cfg in configs]
     return points
 
 
@@ -570,9 +572,12 @@ def _parser() -> argparse.ArgumentParser:
                                     "Verilog, run the quick regression, synthesise; gate-level "
                                     "energy for the key configurations; write DIR/report.md.")
     job_args(sp)
+    sp.add_argument("--configs", choices=["key", "all"], default="key",
+                    help="each unit's key configurations (default; mpgen list marks them) or "
+                         "every default configuration")
     sp.add_argument("--energy", choices=["key", "all", "none"], default="key",
-                    help="gate-level energy for the key configurations of each unit (mpgen "
-                         "list marks them; default), all of them, or none")
+                    help="gate-level energy for the configurations each unit marks for it "
+                         "(default; mpgen list), for all that run, or none")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("report", help="the full report: run + dot-product sweep + model-level "
@@ -582,6 +587,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "the real models; writes DIR/report.md with PNG+SVG "
                                     "figures. --from re-renders saved data.")
     job_args(sp)
+    sp.add_argument("--configs", choices=["key", "all"], default="all",
+                    help="every default configuration of each unit (default) or the key ones")
     sp.add_argument("--energy", choices=["key", "all", "none"], default="all",
                     help="which configurations get the gate-level energy (default all)")
     sp.add_argument("--no-sweep", action="store_true", help="leave the sweep out")

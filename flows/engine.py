@@ -80,7 +80,7 @@ class Point:
 class Settings:
     """What to run for every point (the stages' settings are part of their cache keys).
 
-    ``energy`` is ``"none"``, ``"key"`` (the spec's key configurations) or ``"all"``;
+    ``energy`` is ``"none"``, ``"key"`` (the spec's ``energy_default`` configurations) or ``"all"``;
     ``depth`` adds the logic depth to the area stage.
     """
 
@@ -98,7 +98,7 @@ class Settings:
     def wants_energy(self, spec: UnitSpec, config: str) -> bool:
         if not spec.has_energy or self.energy == "none":
             return False
-        return self.energy == "all" or config in spec.key_configs
+        return self.energy == "all" or config in spec.energy_default
 
 
 @dataclasses.dataclass

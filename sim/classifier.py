@@ -20,33 +20,12 @@ from mpgen.golden.classifier import (ClassifierConfig, FisherTable, activation_s
                                      classify_stream, fisher_to_table)
 from mpgen.golden.fgmp import BLOCK
 
+from mpgen.rtl.classifier import ActivationClassifier
+
 from .dotprod import RegressionResult
 
 __all__ = ["simulate_classifier_dotprod", "Phase", "make_phases", "pack_inputs", "pack_outputs", "input_codes", "expected_outputs",
-           "run_classifier_regression", "ClassifierRegressionResult", "DEFAULT_CONFIGS", "AREA_GROUPS", "factory",
-           "RegressionResult"]
-
-#: Named configurations (``mpgen run`` covers these; FP32 input: ``--param input_format=fp32``).
-DEFAULT_CONFIGS = {
-    "bf16": {},
-    "fp16": {"input_format": "fp16"},
-}
-
-#: Area breakdown columns (submodule name patterns).
-AREA_GROUPS = {
-    "E4M3 encode": ["fp8_encode"],
-    "amax & scale": ["scale_max"],
-    "E2M1 encode": ["fp4_encode"],
-    "score path": ["score_diff", "score_acc"],
-    "Fisher table": ["fisher_table", "fisher_table.*"],
-    "control & pipeline": ["(top)"],
-}
-
-
-def factory(**params):
-    from mpgen.rtl.classifier import ActivationClassifier
-    return ActivationClassifier(**params)
-
+           "run_classifier_regression", "ClassifierRegressionResult", "RegressionResult"]
 
 @dataclass
 class Phase:
@@ -292,7 +271,7 @@ def run_classifier_regression(config: dict, *, simulator: str = "verilator", qui
                               seed: int | None = None, build_root=None) -> RegressionResult:
     """Generate the RTL for ``config``, run the cocotb regression on ``simulator``, return counts
     (``vectors`` = blocks checked)."""
-    dut = factory(**config)  # validates the parameters before anything is built
+    dut = ActivationClassifier(**config)  # validates the parameters before anything is built
     seed = 1 if seed is None else seed
     t0 = time.monotonic()
     run = _run_tb(dut, "regression", {"quick": quick}, simulator=simulator, seed=seed,

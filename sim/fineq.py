@@ -316,20 +316,24 @@ def pe_for(array):
 
 
 def run_fineq_regression(config: dict, *, simulator: str = "verilator", quick: bool = True,
-                         seed: int | None = None, build_root=None, levels=("decoder", "pe", "array"),
+                         seed: int | None = None, build_root=None, levels=None,
                          model_path=None) -> FineQRegressionResult:
     """Generate the RTL of ``config`` (:class:`~mpgen.rtl.fineq.FineQArray` parameters), run the
     decoder (FineQ weights only), PE and array regressions on ``simulator`` and return the counts.
     ``model_path``: stories260K for the tiles of real weights (default :func:`default_model_path`,
     i.e. ``$MPGEN_MODELS``; none: those tiles are left out).
 
-    ``quick`` samples the PE sweep (every weight × 64 activations instead of 256) and runs fewer
-    array tiles; the decoder sweep is always exhaustive."""
+    ``levels`` (default: ``("array",)`` quick, all three full): the decoder sweep (always
+    exhaustive), the PE sweep (quick: every weight × 64 activations instead of 256) and the
+    array tiles (quick: fewer).  The array level drives real and random FineQ words through the
+    array's own decoders and PEs; the separate decoder and PE tops add exhaustive sweeps."""
     from mpgen.rtl.fineq import FineQArray, FineQDecoder
 
     array = FineQArray(**config)  # validates the parameters before anything is built
     array._MustUse__silence = True  # only its parameters are needed unless the array level runs
     seed = 1 if seed is None else seed
+    if levels is None:
+        levels = ("array",) if quick else ("decoder", "pe", "array")
     unknown = set(levels) - {"decoder", "pe", "array"}
     if unknown:
         raise ValueError(f"unknown regression levels {sorted(unknown)}")

@@ -14,6 +14,7 @@ is never reused.  Deleting the store is always safe.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     key = hashlib.sha256("\0".join([_compiler_id(argv[0]), *args]).encode()
                          + b"\0" + source.read_bytes()).hexdigest()
     entry = Path(store) / key[:2] / key
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.parent / f".{key}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel builds: one compiles, the others copy
+        return _compile_or_copy(argv, entry, obj)
+
+
+def _compile_or_copy(argv: list[str], entry: Path, obj: Path) -> int:
     dep = obj.with_suffix(".d")
     if (entry / "object.o").is_file() and (entry / "deps.d").is_file():
         shutil.copyfile(entry / "object.o", obj)
@@ -92,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     cwd = Path.cwd().resolve()
     if not sep or str(cwd) in rest or any(not p.startswith("/") for p in rest.replace("\\\n", " ").split()):
         return code  # depends on something of this build: never shared
-    entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent))
     shutil.copyfile(obj, tmp / "object.o")
     (tmp / "deps.d").write_text("@OBJECT@" + sep + rest)

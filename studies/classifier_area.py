@@ -2,8 +2,8 @@
 ``docs/classifier.md``): ``mpgen study classifier-area`` or
 ``python -m mpgen.studies.classifier_area``.
 
-The classifier's registry pieces (factory, ``DEFAULT_CONFIGS``, ``AREA_GROUPS``, the regression)
-stay in :mod:`mpgen.sim.classifier`.
+The classifier's registry pieces (configurations, breakdown groups, factory, the regression)
+are in its unit spec, :mod:`mpgen.flows.units.classifier`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import fnmatch
 import tempfile
 from pathlib import Path
 
-from mpgen.sim.classifier import AREA_GROUPS, factory
+from mpgen.flows.units import get_unit
+from mpgen.rtl.classifier import ActivationClassifier
+
+#: The classifier unit's breakdown groups (its spec, mpgen.flows.units.classifier).
+AREA_GROUPS = get_unit("classifier").area_groups
 
 __all__ = ["area_comparison", "main"]
 
@@ -37,7 +41,7 @@ def area_comparison(channels=(16, 64), *, liberty=None, work_root=None, input_fo
     lines.append(f"| BlockDotProduct mixed/split | {dot.nand2_eq:.0f} | " +
                  (f"{dot.area_um2:.0f} | " if um else "") + " | ".join("" for _ in AREA_GROUPS) + " | 1 | | |")
     for k in channels:
-        rep = synthesize(to_verilog(factory(input_format=input_format, channels=k), "classifier"), "classifier",
+        rep = synthesize(to_verilog(ActivationClassifier(input_format=input_format, channels=k), "classifier"), "classifier",
                          liberty=liberty, work_dir=root / f"classifier_k{k}")
         groups = {}
         for g, pats in AREA_GROUPS.items():

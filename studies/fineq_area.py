@@ -15,8 +15,8 @@ coding, which trades multipliers for cycles.
 
 ``python -m mpgen.studies.fineq_area`` (``mpgen study fineq-area``) ``[--liberty FILE] [--sizes 8,16] [--m 64] [--write-docs]``
 prints the table (and with ``--write-docs`` replaces it in ``docs/fineq_hw.md``). The unit's
-registry pieces (``AREA_GROUPS``, ``DEFAULT_CONFIGS``, factory, regression) are in
-:mod:`mpgen.flows.fineq_area`.
+registry pieces (configurations, breakdown groups, factory, regression) are in its unit spec,
+:mod:`mpgen.flows.units.fineq`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from mpgen.flows.fineq_area import AREA_GROUPS
+from mpgen.flows.units import get_unit
+
+#: The FineQ unit's breakdown groups (its spec, mpgen.flows.units.fineq).
+AREA_GROUPS = get_unit("fineq").area_groups
 
 __all__ = ["KINDS", "area_configs", "measure", "emit_verilog", "render", "write_docs", "main"]
 

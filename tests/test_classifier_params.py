@@ -9,7 +9,9 @@ from mpgen.rtl.classifier import ActivationClassifier, output_layout
 from mpgen.rtl.dotprod import BlockDotProduct
 from mpgen.rtl.emit import port_names
 from mpgen.rtl.fgmp_pipeline import ClassifierDotProduct
-from mpgen.sim.classifier import AREA_GROUPS, DEFAULT_CONFIGS, factory
+from mpgen.flows.units import get_unit
+
+SPEC = get_unit("classifier")
 
 
 @pytest.mark.parametrize("kw, exc", [
@@ -24,7 +26,7 @@ def test_invalid_parameters_raise(kw, exc):
 
 
 def test_layouts_and_ports():
-    unit = factory(**DEFAULT_CONFIGS["fp16"])
+    unit = SPEC.build(SPEC.configs["fp16"])
     assert unit.params == {"input_format": "fp16", "channels": 64, "diff_frac_bits": 3, "diff_bits": 9,
                            "p_bits": 8}
     assert unit.latency == 3
@@ -51,7 +53,7 @@ def test_area_breakdown_small_config(tmp_path):
 
     rep = synthesize(to_verilog(ActivationClassifier(input_format="fp16", channels=16), "classifier"),
                      "classifier", work_dir=tmp_path)
-    table = area_table({"fp16-k16": rep}, AREA_GROUPS)  # raises if a submodule is in no group
+    table = area_table({"fp16-k16": rep}, SPEC.area_groups)  # raises if a submodule is in no group
     print(table)
     subs = rep.submodules
     assert {"fp8_encode", "scale_max", "fp4_encode", "score_diff", "score_acc", "fisher_table"} <= set(subs)

@@ -7,8 +7,10 @@
 import pytest
 
 from mpgen.flows.area import area_table
-from mpgen.flows.fineq_area import AREA_GROUPS
+from mpgen.flows.units import get_unit
 from mpgen.studies.fineq_area import area_configs, measure, render
+
+AREA_GROUPS = get_unit("fineq").area_groups
 
 
 @pytest.mark.synth

@@ -122,7 +122,10 @@ class UnitSpec:
     configs : mapping
         Default configurations: name → parameters (``mpgen run`` covers all of them).
     key_configs : tuple of str
-        The configurations ``mpgen run`` measures energy for by default.
+        The configurations ``mpgen run`` covers by default (``--configs all``: every one).
+    energy_configs : tuple of str or None
+        The configurations ``mpgen run`` measures gate-level energy for by default
+        (``--energy all``: every one it runs); ``None`` = the key configurations.
     golden : str or callable, optional
         The golden reference model of the unit (documentation and provenance; the regression
         calls it).
@@ -139,8 +142,8 @@ class UnitSpec:
         Area breakdown columns: name → submodule patterns (``fnmatch``; ``"(top)"`` is the top
         module's own logic); ``None`` = one column per submodule.
     report_sections : tuple of (str or callable)
-        ``section(data) -> (title, markdown, figures)`` or ``None``: the unit's own report
-        sections (:mod:`mpgen.flows.report`).
+        ``section(data) -> [(name, title, figure or None), ...]``: the unit's own report
+        figures (:mod:`mpgen.flows.report`).
     claims : str or callable, optional
         ``claims(data) -> list of (what, this run, the paper's claim)`` rows for the report's
         claims table.
@@ -156,6 +159,7 @@ class UnitSpec:
     params: tuple[Param, ...] = ()
     configs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     key_configs: tuple[str, ...] = ()
+    energy_configs: tuple[str, ...] | None = None
     golden: str | Callable[..., Any] | None = None
     regression: str | Callable[..., Any] | None = None
     regression_sizes: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -175,10 +179,20 @@ class UnitSpec:
             raise ValueError(f"unit {self.name}: duplicate parameter names in {names}")
         for cfg, params in self.configs.items():
             self.check_params(params, where=f"configuration {cfg!r}")
-        for cfg in self.key_configs:
+        for cfg in (*self.key_configs, *(self.energy_configs or ())):
             if cfg not in self.configs:
                 raise ValueError(f"unit {self.name}: key configuration {cfg!r} is not one of "
                                  f"{', '.join(self.configs)}")
+
+    @property
+    def run_configs(self) -> tuple[str, ...]:
+        """What ``mpgen run`` covers by default: the key configurations (all when none)."""
+        return self.key_configs or tuple(self.configs)
+
+    @property
+    def energy_default(self) -> tuple[str, ...]:
+        """The configurations whose energy ``mpgen run`` measures by default."""
+        return self.run_configs if self.energy_configs is None else self.energy_configs
 
     # ------------------------------------------------------------------ parameters
     def param(self, name: str) -> Param:

@@ -21,6 +21,7 @@ SPEC = UnitSpec(
     ),
     configs={"bf16": {}, "fp16": {"input_format": "fp16"}},
     key_configs=("bf16",),
+    energy_configs=(),  # a 60k-cell gate-level build: --energy all (mpgen report measures it)
     golden="mpgen.golden.classifier:classify_stream",
     regression="mpgen.sim.classifier:run_classifier_regression",
     regression_sizes={

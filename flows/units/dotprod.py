@@ -28,6 +28,7 @@ SPEC = UnitSpec(
         "mixed-shared": {"formats": "mixed", "organisation": "shared"},
     },
     key_configs=("mixed-split", "fp8-only"),
+    energy_configs=("mixed-split",),  # FP4xFP4 vs FP8xFP8 in one unit; fp8-only is the area baseline
     golden="mpgen.golden.dotprod:dot_products",
     regression="mpgen.sim.dotprod:run_dotprod_regression",
     regression_sizes={

@@ -24,6 +24,7 @@ SPEC = UnitSpec(
     ),
     configs={"bf16-split": {}},
     key_configs=("bf16-split",),
+    energy_configs=(),  # classifier + dot product: --energy all
     golden="mpgen.golden.classifier:classify_stream",
     regression="mpgen.sim.fgmp_pipeline:run_pipeline_regression",
     regression_sizes={
