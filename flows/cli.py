@@ -644,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mpgen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mpgen list | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except Exception as e:  # noqa: BLE001 - the CLI reports every failure as one line
         if os.environ.get("MPGEN_DEBUG"):
             raise
