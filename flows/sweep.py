@@ -56,7 +56,7 @@ __all__ = [
 FLOW_VERSION = engine.FLOW_VERSION
 
 #: Why the energy columns are empty (when they are).
-ENERGY_NOTE = ("energy not modelled: the unit has no energy hook (UnitSpec.energy); "
+ENERGY_NOTE = ("energy not modelled: the unit's spec has no energy_modes/workload hooks; "
                "the columns stay empty rather than guessed")
 NO_ENERGY_NOTE = "energy not requested (--no-energy)"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mpgen.golden.classifier_config import INPUT_FORMATS
 from mpgen.rtl.dotprod import ORGANISATIONS, PIPELINE_DEPTHS
 
 from . import Param, UnitSpec
+from .classifier import SPEC as CLASSIFIER
 
 __all__ = ["SPEC"]
 
@@ -13,12 +13,8 @@ SPEC = UnitSpec(
     name="fgmp_pipeline",
     description="activation classifier feeding the mixed dot-product unit (ClassifierDotProduct)",
     factory="mpgen.rtl.fgmp_pipeline:ClassifierDotProduct",
-    params=(
-        Param("input_format", str, "bf16", tuple(INPUT_FORMATS), "activation input format"),
-        Param("channels", int, 64, None, "input channels K (Fisher table entries), a multiple of 16"),
-        Param("diff_frac_bits", int, 3, None, "fraction bits of the score's |difference| (0..8)"),
-        Param("diff_bits", int, 9, None, "saturating width of the |difference| (2..16)"),
-        Param("p_bits", int, 8, None, "width of the signed scale-exponent register (2..10)"),
+    # the classifier's parameters, then the dot-product unit's organisation and pipeline
+    params=CLASSIFIER.params + (
         Param("organisation", str, "split", ORGANISATIONS, "dot-product lanes: split or shared"),
         Param("pipeline", int, 2, PIPELINE_DEPTHS, "dot-product register stages"),
     ),
