@@ -310,6 +310,18 @@ def cmd_verilog(args, progress) -> int:
     return 0
 
 
+def _measure(points: list[Point], settings: Settings, args, progress,
+             what: str = "failed") -> int:
+    """Run *points*, print their records (``--json``) or tables, and fail on any failure."""
+    results = _run(points, settings, args, progress)
+    if args.json:
+        _emit_json(results)
+    else:
+        _print_tables(results)
+    _raise_failures(results, what)
+    return 0
+
+
 def cmd_sim(args, progress) -> int:
     spec = _spec(args.unit)
     if spec.regression is None:
@@ -317,13 +329,7 @@ def cmd_sim(args, progress) -> int:
     points = _points(spec, args)
     settings = Settings(regression=True, simulators=_simulators(args.simulator),
                         quick=not args.full, seed=_seed(args, progress), area=False)
-    results = _run(points, settings, args, progress)
-    if args.json:
-        _emit_json(results)
-    else:
-        _print_tables(results)
-    _raise_failures(results, "regression failed")
-    return 0
+    return _measure(points, settings, args, progress, "regression failed")
 
 
 def cmd_area(args, progress) -> int:
@@ -331,13 +337,7 @@ def cmd_area(args, progress) -> int:
     liberty = _liberty(args.liberty)
     points = _points(spec, args)
     settings = Settings(regression=False, area=True, depth=args.depth, liberty=liberty)
-    results = _run(points, settings, args, progress)
-    if args.json:
-        _emit_json(results)
-    else:
-        _print_tables(results)
-    _raise_failures(results)
-    return 0
+    return _measure(points, settings, args, progress)
 
 
 def cmd_energy(args, progress) -> int:
@@ -350,13 +350,7 @@ def cmd_energy(args, progress) -> int:
         raise CLIError(f"--ops must be a positive number of operations, not {args.ops}")
     settings = Settings(regression=False, area=False, liberty=liberty, energy="all",
                         energy_ops=args.ops, data=args.data, seed=0)
-    results = _run(points, settings, args, progress)
-    if args.json:
-        _emit_json(results)
-    else:
-        _print_tables(results)
-    _raise_failures(results)
-    return 0
+    return _measure(points, settings, args, progress)
 
 
 def _job_points(args) -> list[Point]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from collections.abc import Mapping
 
@@ -42,6 +41,7 @@ from mpgen.golden.formats import E2M1, E4M3, UE4M3
 from .classifier import make_phases, pack_inputs
 from .dotprod import RegressionResult
 from .workload import StreamPhase, Workload
+from .workloads import DATA_SOURCES, DEFAULT_LAYER, gemm_walk, layer_data
 
 __all__ = [
     "ACT_NVFP4_FRACTION",
@@ -64,10 +64,6 @@ __all__ = [
 MODE = "classify+dot"
 #: Default measured block pairs of :func:`pipeline_workload`.
 DEFAULT_OPS = 96
-#: MiniLM layer of :func:`pipeline_workload` (the value of
-#: :data:`mpgen.sim.workloads.DEFAULT_LAYER`, written out here because that module dispatches to
-#: this one; a test checks they agree).
-DEFAULT_LAYER = "layers.2.ffn_in"
 #: (input gap probability, output stall probability) of successive regression runs, cycled.
 RUN_SETTINGS = ((0.0, 0.0), (0.3, 0.3), (0.5, 0.0), (0.0, 0.5))
 #: Fraction of weight blocks that are FP8 (regression: random; workload: FGMP policy).
@@ -507,7 +503,6 @@ def pipeline_workload(component, mode: str, *, ops: int | None = None, seed: int
         Unknown mode, data or layer, a bad ``ops`` or ``seed``, or a layer too narrow for
         ``channels`` (or not finite in the input format).
     """
-    from .workloads import DATA_SOURCES, layer_data
 
     unit = _check_unit(component)
     if mode not in energy_modes(unit):
@@ -543,15 +538,9 @@ def pipeline_workload(component, mode: str, *, ops: int | None = None, seed: int
 
     wq = fgmp_quantize(d.weight, _weight_mask(d.weight))
 
-    rng = random.Random(seed)
-    m0, n0 = rng.randrange(tokens), rng.randrange(n_rows)
-    dots, left, j = [], ops, 0
-    while left:
-        blocks = min(words, left)
-        dots.append(((m0 + j // _PER_TOKEN) % tokens, (n0 + j) % n_rows, blocks))
-        left -= blocks
-        j += 1
-    warm = [((m0 - 1) % tokens, (n0 - 1) % n_rows, words)]
+    dots, warm_dot = gemm_walk(ops, words, tokens, n_rows, seed, warm_blocks=words,
+                               per_token=_PER_TOKEN)
+    warm = [warm_dot]
 
     def stream(dot_list):
         parts = {key: [] for key in ("values", "index", "last", "w_codes", "w_fp8", "w_scale")}

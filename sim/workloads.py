@@ -85,7 +85,7 @@ from .workload import StreamPhase, Workload
 
 __all__ = ["DATA_SOURCES", "DEFAULT_LAYER", "DEFAULT_OPS", "layer_data", "LayerData",
            "DotprodStimulus", "dotprod_stimulus", "dotprod_mode_name", "dotprod_modes",
-           "dotprod_workload", "classifier_modes", "classifier_workload", "fineq_modes",
+           "dotprod_workload", "gemm_walk", "classifier_modes", "classifier_workload", "fineq_modes",
            "fineq_workload"]
 
 DATA_SOURCES = ("auto", "minilm", "synthetic")
@@ -223,6 +223,24 @@ def _check_ops(ops):
     return ops
 
 
+def gemm_walk(ops: int, blocks_per_dot: int, tokens: int, n_rows: int, seed: int, *,
+              warm_blocks: int, per_token: int = 8) -> tuple[list, tuple]:
+    """Where a dot-product workload's ``ops`` block pairs come from in a layer's GEMM:
+    ``(dots, warm)`` with ``dots[j] = (token, weight row, blocks)``, dot products of
+    ``blocks_per_dot`` block pairs (the last one shorter), starting at a seeded (token, row),
+    each token meeting ``per_token`` successive weight rows; ``warm`` is the warm-up dot
+    product of ``warm_blocks`` just before the start."""
+    rng = random.Random(seed)
+    m0, n0 = rng.randrange(tokens), rng.randrange(n_rows)
+    dots, left, j = [], ops, 0
+    while left:
+        blocks = min(blocks_per_dot, left)
+        dots.append(((m0 + j // per_token) % tokens, (n0 + j) % n_rows, blocks))
+        left -= blocks
+        j += 1
+    return dots, ((m0 - 1) % tokens, (n0 - 1) % n_rows, warm_blocks)
+
+
 def _check_request(comp, mode: str, valid: list[str], ops, seed, data) -> int | None:
     """Shared argument checks of the workload functions; returns the checked ``ops``."""
     if mode not in valid:
@@ -281,16 +299,7 @@ def dotprod_stimulus(comp, mode: str, *, ops: int | None = None, seed: int = 0,
     tokens = d.acts.shape[0]
     nb = k // bs
     length = min(nb, ops)
-    rng = random.Random(seed)
-    m0, n0 = rng.randrange(tokens), rng.randrange(n_rows)
-    per_token = 8  # consecutive dot products: one token against 8 successive weight rows
-    dots, left, j = [], ops, 0
-    while left:
-        blocks = min(length, left)
-        dots.append(((m0 + j // per_token) % tokens, (n0 + j) % n_rows, blocks))
-        left -= blocks
-        j += 1
-    warm_dot = ((m0 - 1) % tokens, (n0 - 1) % n_rows, min(nb, 8))
+    dots, warm_dot = gemm_walk(ops, length, tokens, n_rows, seed, warm_blocks=min(nb, 8))
     s_w, s_a = float(fgmp_tensor_scale(d.weight)), float(fgmp_tensor_scale(d.acts))
 
     def stream(dot_list):
