@@ -53,7 +53,7 @@ from ..models.paths import STORIES260K, model_file
 
 __all__ = ["StudySettings", "ModelCase", "PolicyResult", "ROWS", "stories_case", "minilm_case",
            "evaluate", "study_model", "run_study", "format_table", "main", "update_doc", "MODELS",
-           "default_cache_dir", "code_fingerprint"]
+           "default_cache_dir", "code_fingerprint", "load_weight_cache"]
 
 MODELS = ("stories260K", "minilm")
 #: Markers around the generated tables in docs/fgmp_policy.md (``--doc``).
@@ -98,6 +98,20 @@ class StudySettings:
         d = {k: v for k, v in asdict(self).items() if k in fields_}
         blob = json.dumps({"model": model, **d, "v": 1, "code": code_fingerprint()}, sort_keys=True)
         return f"{model}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def load_weight_cache(cdir: Path, settings, case, progress=None) -> tuple[Path, dict]:
+    """(path, contents) of *case*'s cache of per-layer weight scales, codes and scores (the
+    clipping search is the slow part); empty when absent or unreadable (then recomputed)."""
+    wkey = settings.key(case.name, *case.settings_fields, "clip_candidates")
+    wpath = cdir / f"{wkey}-weights.pt"
+    wcache: dict = {}
+    if wpath.is_file():
+        try:
+            wcache = torch.load(wpath, weights_only=False)
+        except Exception as e:  # stale or truncated: recomputed
+            _log(f"ignoring unreadable cache {wpath}: {e}", progress=progress)
+    return wpath, wcache
 
 
 def code_fingerprint() -> str:
@@ -381,14 +395,7 @@ def study_model(case: ModelCase, settings: StudySettings, *, rows=ROWS, clip_mod
     ref = case.run(None)
     float_metrics = case.metrics(ref, ref)
     # per-layer scales, codes and scores of the weights (the clipping search is the slow part)
-    wkey = settings.key(case.name, *case.settings_fields, "clip_candidates")
-    wpath = cdir / f"{wkey}-weights.pt"
-    wcache: dict = {}
-    if wpath.is_file():
-        try:
-            wcache = torch.load(wpath, weights_only=False)
-        except Exception as e:
-            _log(f"ignoring unreadable cache {wpath}: {e}", progress=progress)
+    wpath, wcache = load_weight_cache(cdir, settings, case, progress)
     n_cached = len(wcache)
     results = {}
     for label, kind, frac in rows:

@@ -195,14 +195,7 @@ def _prepare(case_or_model, settings, cache_dir, stories_path, progress, models_
     sites = study._load_or(cdir / f"{key}-sites.pt",
                            lambda: study.calibrate(case, af, settings.calib_rows, progress=progress),
                            progress)
-    wkey = settings.key(case.name, *case.settings_fields, "clip_candidates")
-    wpath = cdir / f"{wkey}-weights.pt"
-    wcache: dict = {}
-    if wpath.is_file():
-        try:
-            wcache = torch.load(wpath, weights_only=False)
-        except Exception as e:  # stale or truncated: recomputed
-            study._log(f"ignoring unreadable cache {wpath}: {e}", progress=progress)
+    wpath, wcache = study.load_weight_cache(cdir, settings, case, progress)
     prep = _Prepared(case, settings, study._padded_weights(case), study._padded_fisher(wf, case),
                      sites, wcache, wpath, len(_kept(wcache)))
     _PREPARED.clear()  # keep one model in memory (MiniLM's caches are ~100 MB)
