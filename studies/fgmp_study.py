@@ -53,7 +53,8 @@ from ..models.paths import STORIES260K, model_file
 
 __all__ = ["StudySettings", "ModelCase", "PolicyResult", "ROWS", "stories_case", "minilm_case",
            "evaluate", "study_model", "run_study", "format_table", "main", "update_doc", "MODELS",
-           "default_cache_dir", "code_fingerprint", "load_weight_cache"]
+           "default_cache_dir", "code_fingerprint", "load_weight_cache", "load_or_compute",
+           "study_log", "padded_weights", "padded_fisher"]
 
 MODELS = ("stories260K", "minilm")
 #: Markers around the generated tables in docs/fgmp_policy.md (``--doc``).
@@ -110,7 +111,7 @@ def load_weight_cache(cdir: Path, settings, case, progress=None) -> tuple[Path, 
         try:
             wcache = torch.load(wpath, weights_only=False)
         except Exception as e:  # stale or truncated: recomputed
-            _log(f"ignoring unreadable cache {wpath}: {e}", progress=progress)
+            study_log(f"ignoring unreadable cache {wpath}: {e}", progress=progress)
     return wpath, wcache
 
 
@@ -125,7 +126,8 @@ def default_cache_dir() -> Path:
     return cache_root() / "fgmp_study"
 
 
-def _log(msg: str, t0: float | None = None, progress: bool = True) -> None:
+def study_log(msg: str, t0: float | None = None, progress: bool = True) -> None:
+    """One progress line on stderr (with the seconds since *t0*), if *progress*."""
     if progress:
         print(f"[fgmp-study{'' if t0 is None else f' {time.time() - t0:6.1f}s'}] {msg}",
               file=sys.stderr, flush=True)
@@ -345,11 +347,13 @@ def make_matmul(case: ModelCase, wa: WeightAssignment, aq: ActivationQuantizer):
     return matmul
 
 
-def _padded_weights(case):
+def padded_weights(case):
+    """*case*'s weights in float32, reduction dim zero-padded to a multiple of 16."""
     return {n: _pad_k(w.to(torch.float32)) for n, w in case.weights.items()}
 
 
-def _padded_fisher(wf: dict, case) -> dict:
+def padded_fisher(wf: dict, case) -> dict:
+    """The weight Fisher *wf* of *case*, padded like :func:`padded_weights`."""
     return {n: _pad_k(wf[n].to(torch.float32)) for n in case.weights}
 
 
@@ -362,12 +366,13 @@ def evaluate(case: ModelCase, policy: Policy, weights, wfisher, sites, ref, *, c
                         aq.calib_fp4_fraction, aq.fp4_fraction)
 
 
-def _load_or(path: Path, fn, progress=True):
+def load_or_compute(path: Path, fn, progress=True):
+    """``torch.load(path)`` if readable, else ``fn()`` saved to *path* (atomically)."""
     if path.is_file():
         try:
             return torch.load(path, weights_only=False)
         except Exception as e:  # a stale or truncated cache is recomputed
-            _log(f"ignoring unreadable cache {path}: {e}", progress=progress)
+            study_log(f"ignoring unreadable cache {path}: {e}", progress=progress)
     val = fn()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -384,14 +389,14 @@ def study_model(case: ModelCase, settings: StudySettings, *, rows=ROWS, clip_mod
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = settings.key(case.name, *case.settings_fields)
     cached = (cdir / f"{key}-fisher.pt").is_file()
-    wf, af = _load_or(cdir / f"{key}-fisher.pt", case.fisher, progress)
-    _log(f"{case.name}: Fisher ready", t0, progress)
+    wf, af = load_or_compute(cdir / f"{key}-fisher.pt", case.fisher, progress)
+    study_log(f"{case.name}: Fisher ready", t0, progress)
     key = settings.key(case.name, *case.settings_fields, "calib_rows")
-    sites = _load_or(cdir / f"{key}-sites.pt",
+    sites = load_or_compute(cdir / f"{key}-sites.pt",
                      lambda: calibrate(case, af, settings.calib_rows, progress=progress), progress)
-    _log(f"{case.name}: {len(sites)} activation sites calibrated", t0, progress)
-    weights = _padded_weights(case)
-    wfisher = _padded_fisher(wf, case)
+    study_log(f"{case.name}: {len(sites)} activation sites calibrated", t0, progress)
+    weights = padded_weights(case)
+    wfisher = padded_fisher(wf, case)
     ref = case.run(None)
     float_metrics = case.metrics(ref, ref)
     # per-layer scales, codes and scores of the weights (the clipping search is the slow part)
@@ -410,7 +415,7 @@ def study_model(case: ModelCase, settings: StudySettings, *, rows=ROWS, clip_mod
             results[(label, clip)] = evaluate(case, pol, weights, wfisher, sites, ref, cache=wcache,
                                               label=label)
             r = results[(label, clip)]
-            _log(f"{case.name}: {label:24s} clip={clip!s:5s} "
+            study_log(f"{case.name}: {label:24s} clip={clip!s:5s} "
                  + " ".join(f"{k}={v:.5g}" for k, v in r.metrics.items())
                  + f" W-FP4 {r.w_fp4:.3f} A-FP4 {r.a_fp4_eval:.3f}", t0, progress)
     if len(wcache) != n_cached:

@@ -138,7 +138,7 @@ class _Prepared:
             tmp.replace(self.wpath)
             self.n_wcache = len(keep)
         except OSError as e:  # a cache is an optimisation only
-            study._log(f"could not write {self.wpath}: {e}", progress=progress)
+            study.study_log(f"could not write {self.wpath}: {e}", progress=progress)
 
 
 _PREPARED: dict = {}
@@ -190,13 +190,13 @@ def _prepare(case_or_model, settings, cache_dir, stories_path, progress, models_
         _case_for(case_or_model, settings, stories_path, progress)
     # the same cache files and keys as study.study_model
     key = settings.key(case.name, *case.settings_fields)
-    wf, af = study._load_or(cdir / f"{key}-fisher.pt", case.fisher, progress)
+    wf, af = study.load_or_compute(cdir / f"{key}-fisher.pt", case.fisher, progress)
     key = settings.key(case.name, *case.settings_fields, "calib_rows")
-    sites = study._load_or(cdir / f"{key}-sites.pt",
+    sites = study.load_or_compute(cdir / f"{key}-sites.pt",
                            lambda: study.calibrate(case, af, settings.calib_rows, progress=progress),
                            progress)
     wpath, wcache = study.load_weight_cache(cdir, settings, case, progress)
-    prep = _Prepared(case, settings, study._padded_weights(case), study._padded_fisher(wf, case),
+    prep = _Prepared(case, settings, study.padded_weights(case), study.padded_fisher(wf, case),
                      sites, wcache, wpath, len(_kept(wcache)))
     _PREPARED.clear()  # keep one model in memory (MiniLM's caches are ~100 MB)
     _PREPARED[memo] = prep
@@ -293,7 +293,7 @@ def mode_mix(case_or_model, fp4_fraction: float, *, policy: str = "fgmp", clip: 
     }
     if per_layer:
         res["layers"] = layers
-    study._log(f"{case.name}: {pol.label} clip={clip} mix "
+    study.study_log(f"{case.name}: {pol.label} clip={clip} mix "
                + " ".join(f"{m}={c}" for m, c in counts.items()), t0, progress)
     return res
 
@@ -459,7 +459,7 @@ def quality_curve(model, fractions: Sequence[float] = CURVE_FRACTIONS,
                              "float_value": prep.float_metrics[key],
                              "weight_fp4_fraction": r.w_fp4, "activation_fp4_fraction": r.a_fp4_eval,
                              "clip": clip})
-                study._log(f"{case.name}: {kind} {f:.2f} {key}={r.metrics[key]:.5g}", t0, progress)
+                study.study_log(f"{case.name}: {kind} {f:.2f} {key}={r.metrics[key]:.5g}", t0, progress)
         prep.save_weight_cache(progress)
     return rows
 

@@ -72,9 +72,9 @@ def test_activations_go_through_classifier_and_exact_matmul(case, study, cache_d
     (fisher_file,), (sites_file,) = cache_dir.glob("*-fisher.pt"), cache_dir.glob("*-sites.pt")
     wf, af = torch.load(fisher_file, weights_only=False)
     sites = torch.load(sites_file, weights_only=False)
-    weights = S._padded_weights(case)
+    weights = S.padded_weights(case)
     pol = Policy("fgmp", 0.7, clip=True)
-    wa = assign_weights(weights, S._padded_fisher(wf, case), pol)
+    wa = assign_weights(weights, S.padded_fisher(wf, case), pol)
     aq = ActivationQuantizer(sites, pol)
     calls = []
 
