@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import fnmatch
 import json
+import math
 import os
 import re
 import shlex
@@ -41,6 +42,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mpgen.rtl.emit import strip_source_locations
+
+from .timing import setup_overhead_ns, timing_library
 
 __all__ = [
     "GATE_COSTS",
@@ -60,6 +63,9 @@ __all__ = [
     "run_yosys",
     "relative_path",
     "strip_source_locations",
+    "delay_target_ps",
+    "check_clock_ns",
+    "CONSTRAINTS_FILE",
 ]
 
 
@@ -361,6 +367,7 @@ class AreaReport:
     lib_cells_by_type: dict[str, int] | None = None
     netlist_dir: str | None = None  # flat gate-level netlist for the energy flow, if written
     logic_depth: int | None = None  # cells on the longest path (synthesize(depth=True))
+    clock_ns: float | None = None  # target clock of delay-driven mapping (synthesize(clock_ns=…))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -425,15 +432,19 @@ def netlist_commands(top: str, lib: str | None) -> list[str]:
 
 
 def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
-            depth: bool = False) -> str:
+            depth: bool = False, delay_ps: int | None = None) -> str:
     """One Yosys pass: hierarchical synthesis (mapped straight to the Liberty cells when
-    given, without a generic ABC run first), its statistics, then optionally the flattened
-    netlist for the energy flow and the logic depth of the flattened mapped design."""
+    given, without a generic ABC run first; delay-driven toward *delay_ps* of logic per
+    module, with buffering and gate sizing, when given), its statistics, then optionally the
+    flattened netlist for the energy flow and the logic depth of the flattened mapped design."""
     lines = [f"read_verilog {top_file}", f"hierarchy -check -top {top}"]
     if lib is None:
         lines += [f"synth -top {top}", "tee -q -o hier.json stat -json"]
     else:
-        lines += [f"synth -top {top} -noabc", f"dfflibmap -liberty {lib}", f"abc -liberty {lib}",
+        abc = f"abc -liberty {lib}"
+        if delay_ps is not None:
+            abc = f"abc -D {delay_ps} -constr {CONSTRAINTS_FILE} -liberty {lib}"
+        lines += [f"synth -top {top} -noabc", f"dfflibmap -liberty {lib}", abc,
                   "opt_clean", f"tee -q -o hier.json stat -json -liberty {lib}"]
     if netlist or depth:
         lines += ["flatten", "opt_clean"]
@@ -444,6 +455,42 @@ def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
     if netlist:
         lines += netlist_commands(top, lib)
     return "\n".join(lines) + "\n"
+
+
+#: ABC timing constraints (driving cell of inputs, load of outputs) of delay-driven mapping.
+CONSTRAINTS_FILE = "abc.constr"
+
+
+def _smallest_buffer(cells: Mapping[str, LibCell]) -> LibCell:
+    bufs = []
+    for c in cells.values():
+        if len(c.inputs) == 1 and len(c.functions) == 1 and c.area > 0:
+            (func,) = c.functions.values()
+            (a,) = c.inputs
+            try:
+                if all(_eval_function(func, {a: v}) == v for v in (False, True)):
+                    bufs.append(c)
+            except (KeyError, ValueError, IndexError):
+                pass
+    if not bufs:
+        raise ValueError("no buffer cell in the Liberty file (needed as the driving cell of "
+                         "delay-driven mapping)")
+    return min(bufs, key=lambda c: (c.area, c.name))
+
+
+def delay_target_ps(clock_ns: float, liberty: Path | str) -> int:
+    """The logic delay ABC maps each module toward for a *clock_ns* clock: the period less
+    the library flip-flop's clock → Q and setup (:func:`mpgen.flows.timing.setup_overhead_ns`)."""
+    overhead = setup_overhead_ns(timing_library(liberty))
+    return max(1, round((clock_ns - overhead) * 1000))
+
+
+def check_clock_ns(clock_ns) -> float:
+    """*clock_ns* as a float; ``ValueError`` unless it is a positive, finite number."""
+    if isinstance(clock_ns, bool) or not isinstance(clock_ns, (int, float)) or \
+            not math.isfinite(clock_ns) or clock_ns <= 0:
+        raise ValueError(f"clock period must be a positive number of ns, not {clock_ns!r}")
+    return float(clock_ns)
 
 
 def _modules(stat: dict) -> dict[str, dict[str, int]]:
@@ -501,7 +548,8 @@ def _short_name(module: str, top: str) -> str:
 
 def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
                work_dir: Path | str | None = None, timeout_s: float | None = 1800,
-               netlist: bool = False, depth: bool = False) -> AreaReport:
+               netlist: bool = False, depth: bool = False,
+               clock_ns: float | None = None) -> AreaReport:
     """Synthesise *verilog* (top module *top*) with Yosys in one pass and return its area.
 
     The design is synthesised hierarchically (one netlist per Amaranth submodule, as a
@@ -523,23 +571,38 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
             (``netlist.json``/``netlist.v``; :func:`mpgen.flows.energy.GateNetlist.load`).
         depth: also measure the logic depth of the flattened mapped netlist (``ltp -noff``:
             cells on the longest path between flip-flops and/or ports; a proxy, not timing).
+        clock_ns: target clock period (needs *liberty*): ABC maps each module delay-driven
+            toward it (``abc -D``, with buffering and gate sizing); :func:`delay_target_ps`.
 
     Raises:
         YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
         FileNotFoundError: *liberty* does not exist.
     """
     lib_path = None
+    delay_ps = None
+    if clock_ns is not None:
+        clock_ns = check_clock_ns(clock_ns)
+        if liberty is None:
+            raise ValueError("a target clock needs a Liberty file (timing comes from its tables)")
     if liberty is not None:
         lib_path = Path(liberty).expanduser().resolve()
         lib_cells = liberty_cells(lib_path)  # also validates the file before Yosys runs
         nand2_cell, nand2_area = liberty_nand2(lib_path)
+        if clock_ns is not None:
+            delay_ps = delay_target_ps(clock_ns, lib_path)
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-area-{top}-"))
     wd.mkdir(parents=True, exist_ok=True)
     wd = wd.resolve()
     for old in (*wd.glob("*.json"), wd / "ltp.txt"):
         old.unlink(missing_ok=True)
     (wd / f"{top}.v").write_text(strip_source_locations(verilog))
-    script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth)
+    if delay_ps is not None:
+        buf = _smallest_buffer(lib_cells)
+        tlib = timing_library(lib_path)
+        load_ff = 4 * min(tlib.cells[buf.name].input_cap.values()) * tlib.cap_unit_pf * 1000
+        (wd / CONSTRAINTS_FILE).write_text(f"set_driving_cell {buf.name}\nset_load {load_ff:.2f}\n")
+    script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth,
+                     delay_ps)
     t0 = time.monotonic()
     run_yosys(script, wd, timeout_s)
     seconds = time.monotonic() - t0
@@ -588,6 +651,7 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         report.lib_nand2_eq = round(total[3] / nand2_area, 2)
         report.lib_cells = total[0]
         report.lib_cells_by_type = dict(report.cells_by_type)
+    report.clock_ns = clock_ns
     if depth:
         report.logic_depth = _read_depth(wd, top)
     if netlist:

@@ -3,7 +3,8 @@
     mpgen list [UNIT]                                               units, configs, parameters
     mpgen verilog UNIT [--config NAME] [--param k=v ...] [--prefix P] -o DIR   generate Verilog
     mpgen sim UNIT [--simulator verilator|icarus|all] [--full] [--seed N]   regression
-    mpgen area UNIT [--liberty FILE]                                Yosys area (one pass)
+    mpgen area UNIT [--liberty FILE] [--clock-ns T]                 Yosys area (one pass)
+    mpgen timing UNIT --liberty FILE [--clock-ns T] [-v]            static timing, fmax, slack
     mpgen energy UNIT [--liberty FILE] [--ops N]                    energy per op per mode
     mpgen run [-o DIR] [--liberty FILE] [--energy key|all|none]     all of it, all units + report
     mpgen report [-o DIR] [--liberty FILE] [--from DIR]             run + sweep + model studies
@@ -38,7 +39,9 @@ from . import engine
 from .area import area_table, liberty_cells, liberty_nand2
 from .engine import Point, PointResult, Settings
 from .liberty import power_library
-from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, to_dict
+from .timing import TimingError, timing_library
+from .records import (AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord,
+                      to_dict)
 from .report import load_report_data, save_report_data, write_report
 from .report_data import records_of, tool_meta
 from .sweep import add_sweep_arguments, cmd_sweep
@@ -168,6 +171,31 @@ def _liberty(path: str | None) -> str | None:
     return str(p.resolve())
 
 
+def _has_timing(liberty: str | None, args, progress, needed: bool = False) -> bool:
+    """Whether *liberty* has delay tables (checked before any build).  Without them, a
+    command that needs timing (``needed``, or ``--clock-ns``) fails; others say so and go on
+    with area and energy only."""
+    clock = getattr(args, "clock_ns", None)
+    if clock is not None and clock <= 0:
+        raise CLIError(f"--clock-ns must be a positive clock period in ns, not {clock:g}")
+    if liberty is None:
+        if clock is not None:
+            raise CLIError("--clock-ns needs --liberty: timing comes from the Liberty file's "
+                           "delay tables")
+        if needed:
+            progress("no Liberty file: no timing exists for generic gates; logic depth only "
+                     "(pass --liberty FILE for static timing)")
+        return False
+    try:
+        timing_library(liberty)
+    except TimingError as e:
+        if needed or clock is not None:
+            raise CLIError(f"cannot time with Liberty file {liberty}: {e}") from None
+        progress(f"{e}: no timing stage")
+        return False
+    return True
+
+
 def _seed(args, progress) -> int:
     if getattr(args, "seed", None) is not None:
         return int(args.seed)
@@ -252,7 +280,47 @@ def _area_table(spec: UnitSpec, records: Sequence[AreaRecord]) -> str:
         return area_table(reports)
 
 
-def _print_tables(results: Sequence[PointResult]) -> None:
+def timing_table(records: Sequence[TimingRecord]) -> str:
+    """Markdown table: configuration → clock period needed, fmax, worst path (and, with a
+    target clock, slack and the area at that clock)."""
+    target = any(r.clock_ns is not None for r in records)
+    head = "| config | critical path | fmax | worst group | start → end |"
+    rule = "|---|---:|---:|---|---|"
+    if target:
+        head += " clock | slack | closes | µm² at clock |"
+        rule += "---:|---:|---|---:|"
+    lines = [head, rule]
+    for r in records:
+        crit = next((p for p in r.paths if p["group"] == r.critical_group), None)
+        where = f"{crit['start']} → {crit['end']}" if crit else "–"
+        row = (f"| {r.config} | {r.critical_path_ns:.3f} ns | {r.fmax_mhz:.1f} MHz | "
+               f"{r.critical_group} | {where} |")
+        if target:
+            row += (f" {r.clock_ns:g} ns | {r.slack_ns:+.3f} ns | {'yes' if r.closes else 'no'} | "
+                    f"{r.area_um2:,.1f} |" if r.clock_ns is not None else " – | – | – | – |")
+        lines.append(row)
+    corner = records[0].corner if records else ""
+    return "\n".join(lines) + f"\n\nLiberty corner {corner}; ideal clock, no wires (docs/timing.md).\n"
+
+
+def timing_paths(r: TimingRecord) -> str:
+    """The worst path of each group of *r*, cell by cell (``mpgen timing -v``)."""
+    out = []
+    for p in r.paths:
+        out.append(f"{r.config} {p['group']}: {p['start']} → {p['end']}: arrival "
+                   f"{p['arrival_ns']:.3f} ns + setup {p['setup_ns']:.3f} ns = "
+                   f"{p['required_period_ns']:.3f} ns\n")
+        out.append("| instance | cell | arc | edge | net | incr ns | arrival ns | transition ns | load pF |")
+        out.append("|---|---|---|---|---|---:|---:|---:|---:|")
+        for s in p["steps"]:
+            out.append(f"| {s['instance']} | {s['cell']} | {s['arc']} | {s['edge']} | {s['net']} | "
+                       f"{s['incr_ns']:.4f} | {s['arrival_ns']:.4f} | {s['transition_ns']:.4f} | "
+                       f"{s['load_pf']:.5f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _print_tables(results: Sequence[PointResult], verbose: bool = False) -> None:
     by_unit: dict[str, list] = {}
     for r in _records(results):
         by_unit.setdefault(r.unit, []).append(r)
@@ -261,6 +329,7 @@ def _print_tables(results: Sequence[PointResult]) -> None:
         reg = [r for r in recs if isinstance(r, RegressionRecord)]
         area = [r for r in recs if isinstance(r, AreaRecord)]
         energy = [r for r in recs if isinstance(r, EnergyRecord)]
+        timing = [r for r in recs if isinstance(r, TimingRecord)]
         print(f"## {unit}\n")
         for r in reg:
             print(f"{'PASS' if r.passed else 'FAIL'} {unit}/{r.config} [{r.simulator}] "
@@ -269,6 +338,11 @@ def _print_tables(results: Sequence[PointResult]) -> None:
             print()
         if area:
             print(_area_table(spec, area))
+        if timing:
+            print(timing_table(timing))
+            if verbose:
+                for r in timing:
+                    print(timing_paths(r))
         if energy:
             print(energy_table(energy))
 
@@ -317,7 +391,7 @@ def _measure(points: list[Point], settings: Settings, args, progress,
     if args.json:
         _emit_json(results)
     else:
-        _print_tables(results)
+        _print_tables(results, getattr(args, "verbose", False))
     _raise_failures(results, what)
     return 0
 
@@ -335,8 +409,20 @@ def cmd_sim(args, progress) -> int:
 def cmd_area(args, progress) -> int:
     spec = _spec(args.unit)
     liberty = _liberty(args.liberty)
+    timed = _has_timing(liberty, args, progress)
     points = _points(spec, args)
-    settings = Settings(regression=False, area=True, depth=args.depth, liberty=liberty)
+    settings = Settings(regression=False, area=True, depth=args.depth, liberty=liberty,
+                        timing=timed, clock_ns=args.clock_ns)
+    return _measure(points, settings, args, progress)
+
+
+def cmd_timing(args, progress) -> int:
+    spec = _spec(args.unit)
+    liberty = _liberty(args.liberty)
+    timed = _has_timing(liberty, args, progress, needed=True)
+    points = _points(spec, args)
+    settings = Settings(regression=False, area=True, depth=not timed, liberty=liberty,
+                        timing=timed, clock_ns=args.clock_ns)
     return _measure(points, settings, args, progress)
 
 
@@ -345,11 +431,13 @@ def cmd_energy(args, progress) -> int:
     if not spec.has_energy:
         raise CLIError(f"unit {spec.name} has no energy workloads")
     liberty = _liberty(args.liberty)
+    timed = _has_timing(liberty, args, progress)
     points = _points(spec, args)
     if args.ops is not None and args.ops < 1:
         raise CLIError(f"--ops must be a positive number of operations, not {args.ops}")
     settings = Settings(regression=False, area=False, liberty=liberty, energy="all",
-                        energy_ops=args.ops, data=args.data, seed=0)
+                        energy_ops=args.ops, data=args.data, seed=0, timing=timed,
+                        clock_ns=args.clock_ns)
     return _measure(points, settings, args, progress)
 
 
@@ -365,8 +453,10 @@ def _job_points(args) -> list[Point]:
 
 def _job(args, progress, energy: str) -> tuple[list[PointResult], str | None]:
     liberty = _liberty(args.liberty)
+    timed = _has_timing(liberty, args, progress)
     settings = Settings(regression=True, simulators=_simulators(args.simulator), quick=True,
-                        seed=args.seed, area=True, liberty=liberty, energy=energy)
+                        seed=args.seed, area=True, liberty=liberty, energy=energy,
+                        timing=timed, clock_ns=args.clock_ns)
     return _run(_job_points(args), settings, args, progress), liberty
 
 
@@ -498,10 +588,16 @@ def _parser() -> argparse.ArgumentParser:
                          help="run on a Dask distributed cluster (needs mpgen[cluster])")
         sp.add_argument("--force", action="store_true", help="recompute even what is cached")
 
+    def clock_arg(sp):
+        sp.add_argument("--clock-ns", type=float, metavar="T",
+                        help="target clock period in ns (needs --liberty): delay-driven "
+                             "synthesis toward it; timing reports slack and whether it closes")
+
     def job_args(sp):
         sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",
                         help="output folder (default ./mpgen-out)")
-        sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm² and pJ")
+        sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file for µm², ns and pJ")
+        clock_arg(sp)
         sp.add_argument("--simulator", choices=["verilator", "icarus", "all"], default="verilator",
                         help="simulator for the regressions (default verilator)")
         sp.add_argument("--seed", type=int, default=1,
@@ -541,10 +637,27 @@ def _parser() -> argparse.ArgumentParser:
                                     "cells, NAND2-eq (and µm² with --liberty) per configuration "
                                     "and breakdown group.")
     unit_args(sp)
-    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file: µm², library NAND2-eq")
+    sp.add_argument("--liberty", metavar="FILE",
+                    help="Liberty (.lib) file: µm², library NAND2-eq, and static timing")
+    clock_arg(sp)
     sp.add_argument("--depth", action="store_true", help="also the logic depth (ltp)")
     engine_args(sp)
     sp.set_defaults(func=cmd_area)
+
+    sp = sub.add_parser("timing", help="static timing of a unit: worst paths, fmax, slack",
+                        description="Synthesise with the Liberty file and time the mapped netlist "
+                                    "from the library's NLDM delay tables: worst reg-to-reg, "
+                                    "in-to-reg, reg-to-out and in-to-out paths, the clock "
+                                    "period needed and fmax; with --clock-ns, delay-driven "
+                                    "synthesis, slack and whether it closes. Without --liberty "
+                                    "only the logic depth exists. See docs/timing.md.")
+    unit_args(sp)
+    sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file with delay tables")
+    clock_arg(sp)
+    sp.add_argument("-v", "--verbose", action="store_true",
+                    help="list every worst path cell by cell")
+    engine_args(sp)
+    sp.set_defaults(func=cmd_timing)
 
     sp = sub.add_parser("energy", help="energy per operation of each mode of a unit, from the "
                                        "switching activity of its gate-level netlist",
@@ -554,6 +667,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "See docs/energy.md.")
     unit_args(sp)
     sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file (pJ; else generic GEU)")
+    clock_arg(sp)
     sp.add_argument("--ops", type=int, metavar="N", help="operations per mode (default: workload's)")
     sp.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
                     help="stimulus data (default auto: all-MiniLM-L6-v2 if installed)")

@@ -1,4 +1,4 @@
-"""The one pipeline engine: generate → regression → area (+ logic depth) → energy for a list of
+"""The one pipeline engine: generate → regression → area (+ logic depth) → timing → energy for a list of
 (unit, configuration) points, with one content-addressed result cache for every stage.
 
 Every job goes through :func:`run_points`: ``mpgen sim|area|energy|run|report|sweep`` and the
@@ -44,9 +44,11 @@ from mpgen.models.cache import cache_root, source_fingerprint
 from mpgen.rtl.emit import strip_source_locations, to_verilog
 
 from .area import AreaReport, submodule_groups, synthesize
+from .area import check_clock_ns
 from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
-                      from_dict, to_dict)
+                      TimingRecord, from_dict, to_dict)
+from .timing import TimingReport, analyze_netlist
 from .units import UnitSpec, get_unit, resolve
 
 __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
@@ -64,11 +66,17 @@ Progress = Callable[[str], None]
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One (unit, configuration) to measure; ``config`` names it in records and reports."""
+    """One (unit, configuration) to measure; ``config`` names it in records and reports.
+    ``clock_ns`` (a sweep axis) overrides the target clock of the settings for this point."""
 
     unit: str
     config: str
     params: Mapping[str, Any]
+    clock_ns: float | None = None
+
+    def clock(self, settings: "Settings") -> float | None:
+        """The target clock period of this point (its own, else the settings')."""
+        return check_clock_ns(self.clock_ns) if self.clock_ns is not None else settings.clock_ns
 
     @property
     def label(self) -> str:
@@ -80,7 +88,9 @@ class Settings:
     """What to run for every point (the stages' settings are part of their cache keys).
 
     ``energy`` is ``"none"``, ``"key"`` (the spec's ``energy_default`` configurations) or ``"all"``;
-    ``depth`` adds the logic depth to the area stage.
+    ``depth`` adds the logic depth to the area stage.  With a Liberty file, ``timing`` adds the
+    static-timing stage; ``clock_ns`` makes synthesis delay-driven toward that clock period and
+    the timing stage report slack against it.
     """
 
     regression: bool = True
@@ -93,6 +103,19 @@ class Settings:
     energy: str = "none"
     energy_ops: int | None = None
     data: str = "auto"
+    timing: bool = True
+    clock_ns: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.clock_ns is not None:
+            object.__setattr__(self, "clock_ns", check_clock_ns(self.clock_ns))
+            if self.liberty is None:
+                raise ValueError("a target clock (clock_ns) needs a Liberty file: timing comes "
+                                 "from its delay tables")
+
+    @property
+    def wants_timing(self) -> bool:
+        return self.timing and self.liberty is not None and (self.area or self.energy != "none")
 
     def wants_energy(self, spec: UnitSpec, config: str) -> bool:
         if not spec.has_energy or self.energy == "none":
@@ -164,6 +187,7 @@ def stage_fingerprints(spec: UnitSpec) -> dict[str, str]:
         "regression": fp(*_modules([spec.regression, spec.golden]),
                          *(f"mpgen.sim.{m}" for m in sim_all if m != "__init__")),
         "area": fp("mpgen.flows.area"),
+        "timing": fp("mpgen.flows.timing"),
         "energy": fp("mpgen.flows.energy", *_modules([spec.workload, spec.energy_modes])),
     }
 
@@ -256,8 +280,12 @@ def _stage_paths(task: _Task, verilog: str) -> dict[str, Any]:
             out["regression"][sim] = root / "regression" / f"{p.unit}-{k}.json"
     if s.area or task.energy:
         k = _key("area", verilog=vsha, liberty=task.liberty_sha, depth=s.depth,
-                 netlist=task.energy, code=task.fingerprints["area"], tools=task.tools)
+                 netlist=task.energy or s.wants_timing, clock_ns=p.clock(s),
+                 code=task.fingerprints["area"], tools=task.tools)
         out["area"] = root / "area" / f"{p.unit}-{k}.json"
+        if s.wants_timing:
+            kt = _key("timing", area=k, code=task.fingerprints["timing"], tools=task.tools)
+            out["timing"] = root / "timing" / f"{p.unit}-{kt}.json"
         if task.energy:
             ke = _key("energy", area=k, params=dict(p.params), ops=s.energy_ops, data=s.data,
                       seed=s.seed, code=task.fingerprints["energy"], tools=task.tools)
@@ -274,7 +302,8 @@ def _cached_result(task: _Task) -> PointResult | None:
         return None
     paths = _stage_paths(task, vpath.read_text())
     records: list[Record] = []
-    for path in [*paths["regression"].values(), paths.get("area"), paths.get("energy")]:
+    for path in [*paths["regression"].values(), paths.get("area"), paths.get("timing"),
+                 paths.get("energy")]:
         if path is None:
             continue
         got = _load(path)
@@ -321,7 +350,24 @@ def _area_record(point: Point, spec: UnitSpec, rep: AreaReport) -> AreaRecord:
         area_um2=rep.area_um2, liberty=rep.liberty, nand2_cell=rep.nand2_cell,
         nand2_area_um2=rep.nand2_area_um2, logic_depth=rep.logic_depth, groups=groups,
         submodules={k: dataclasses.asdict(v) for k, v in rep.submodules.items()},
-        cells_by_type=dict(rep.cells_by_type), yosys=rep.yosys, seconds=rep.synth_seconds)
+        cells_by_type=dict(rep.cells_by_type), yosys=rep.yosys, seconds=rep.synth_seconds,
+        clock_ns=rep.clock_ns)
+
+
+def _timing_record(point: Point, rep: TimingReport, area: AreaRecord,
+                   clock_ns: float | None) -> TimingRecord:
+    crit = rep.critical
+    slack = None
+    if clock_ns is not None and rep.critical_path_ns is not None:
+        slack = round(clock_ns - rep.critical_path_ns, 4)
+    paths = [dataclasses.asdict(p) for p in rep.paths.values()]
+    return TimingRecord(
+        **_base(point), critical_path_ns=rep.critical_path_ns, fmax_mhz=rep.fmax_mhz,
+        clock_ns=clock_ns, slack_ns=slack, closes=None if slack is None else slack >= 0,
+        area_um2=area.area_um2, nand2_eq=area.nand2_eq,
+        critical_group=crit.group if crit else "", paths=paths, liberty=rep.liberty,
+        corner=rep.corner, input_transition_ns=rep.input_transition_ns, cells=rep.cells,
+        seconds=rep.seconds)
 
 
 def area_report(rec: AreaRecord) -> AreaReport:
@@ -335,7 +381,7 @@ def area_report(rec: AreaRecord) -> AreaReport:
         "nand2_cell": rec.nand2_cell, "nand2_area_um2": rec.nand2_area_um2,
         "lib_cells": rec.cells if rec.liberty else None,
         "lib_cells_by_type": rec.cells_by_type if rec.liberty else None,
-        "logic_depth": rec.logic_depth})
+        "logic_depth": rec.logic_depth, "clock_ns": rec.clock_ns})
 
 
 def _energy_records(point: Point, rep: EnergyReport) -> list[EnergyRecord]:
@@ -402,14 +448,28 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
             stage = "area"
             work = Path(paths["area"]).with_suffix("")
             got = None if task.force else _load(paths["area"])
-            if got is None or (task.energy and not (work / "netlist.v").is_file()):
-                say(f"{p.label}: synthesis" + (f" with {Path(s.liberty).name}" if s.liberty else ""))
+            netlist = task.energy or s.wants_timing
+            if got is None or (netlist and not (work / "netlist.v").is_file()):
+                clock = p.clock(s)
+                say(f"{p.label}: synthesis" + (f" with {Path(s.liberty).name}" if s.liberty else "")
+                    + (f" toward {clock:g} ns" if clock else ""))
                 rep = synthesize(verilog, p.unit, liberty=s.liberty, work_dir=work,
-                                 netlist=task.energy, depth=s.depth)
+                                 netlist=netlist, depth=s.depth, clock_ns=clock)
                 got = [_area_record(p, spec, rep)]
                 _store(paths["area"], got)
+            area = got[0]
             if s.area:
                 records += got
+        if "timing" in paths:
+            stage = "timing"
+            got = None if task.force else _load(paths["timing"])
+            if got is None:
+                say(f"{p.label}: static timing")
+                work = Path(paths["area"]).with_suffix("")
+                rep = analyze_netlist(work / "netlist.json", p.unit, s.liberty)
+                got = [_timing_record(p, rep, area, p.clock(s))]
+                _store(paths["timing"], got)
+            records += got
         if "energy" in paths:
             stage = "energy"
             got = None if task.force else _load(paths["energy"])
@@ -510,6 +570,12 @@ def summary(res: PointResult) -> str:
         elif isinstance(r, AreaRecord):
             parts.append(f"{r.nand2_eq:,.0f} NAND2-eq" + (f", depth {r.logic_depth}"
                                                           if r.logic_depth is not None else ""))
+        elif isinstance(r, TimingRecord):
+            if r.fmax_mhz is not None:
+                parts.append(f"{r.critical_path_ns:.2f} ns ({r.fmax_mhz:.0f} MHz)"
+                             + ("" if r.clock_ns is None else
+                                f", slack {r.slack_ns:+.2f} ns at {r.clock_ns:g} ns"
+                                + ("" if r.closes else " (does not close)")))
         elif isinstance(r, EnergyRecord):
             parts.append(f"{r.mode} {r.energy_per_op:.3g} {r.energy_unit}/{r.op_name}")
         elif isinstance(r, ErrorRecord):

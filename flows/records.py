@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-__all__ = ["SCHEMA_VERSION", "Record", "RegressionRecord", "AreaRecord", "EnergyRecord",
-           "ErrorRecord", "RECORD_KINDS", "to_dict", "from_dict", "check_record"]
+__all__ = ["SCHEMA_VERSION", "Record", "RegressionRecord", "AreaRecord", "TimingRecord",
+           "EnergyRecord", "ErrorRecord", "RECORD_KINDS", "to_dict", "from_dict", "check_record"]
 
 #: Bump when a field changes meaning or is removed (adding an optional field is compatible).
 SCHEMA_VERSION = 1
@@ -70,8 +70,39 @@ class AreaRecord(Record):
     cells_by_type: dict[str, int] = dataclasses.field(default_factory=dict)
     yosys: str = ""
     seconds: float = 0.0
+    clock_ns: float | None = None
 
     kind = "area"
+
+
+@dataclasses.dataclass
+class TimingRecord(Record):
+    """Static timing of the mapped netlist (Liberty NLDM tables, :mod:`mpgen.flows.timing`).
+
+    ``critical_path_ns`` is the clock period the design needs (worst path of every group, setup
+    included), ``fmax_mhz`` its inverse.  With a target clock (``clock_ns``), synthesis was
+    delay-driven toward it and ``slack_ns`` = ``clock_ns`` − ``critical_path_ns`` (``closes`` when
+    ≥ 0); ``area_um2``/``nand2_eq`` are the area of that netlist.  ``paths``: the worst path per
+    group (``reg-to-reg``, ``in-to-reg``, ``reg-to-out``, ``in-to-out``) with ``start``, ``end``,
+    ``arrival_ns``, ``setup_ns``, ``required_period_ns`` and its ``steps``.
+    """
+
+    critical_path_ns: float | None = None
+    fmax_mhz: float | None = None
+    clock_ns: float | None = None
+    slack_ns: float | None = None
+    closes: bool | None = None
+    area_um2: float | None = None
+    nand2_eq: float | None = None
+    critical_group: str = ""
+    paths: list[dict] = dataclasses.field(default_factory=list)
+    liberty: str | None = None
+    corner: str = ""
+    input_transition_ns: float = 0.0
+    cells: int = 0
+    seconds: float = 0.0
+
+    kind = "timing"
 
 
 @dataclasses.dataclass
@@ -120,7 +151,8 @@ class ErrorRecord(Record):
 
 
 RECORD_KINDS: dict[str, type[Record]] = {
-    cls.kind: cls for cls in (RegressionRecord, AreaRecord, EnergyRecord, ErrorRecord)}
+    cls.kind: cls for cls in (RegressionRecord, AreaRecord, TimingRecord, EnergyRecord,
+                               ErrorRecord)}
 
 
 def to_dict(record: Record) -> dict[str, Any]:

@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import engine
-from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord
+from .area import check_clock_ns
+from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord
+from .timing import TimingError, timing_library
 from .units import get_unit, parse_params
 
 __all__ = [
@@ -63,8 +65,8 @@ NO_ENERGY_NOTE = "energy not requested (--no-energy)"
 #: Result columns of a row, in CSV order (after the parameter columns).
 COLUMNS = (
     "status", "cells", "nand2_eq", "transistors", "area_um2", "lib_nand2_eq", "logic_depth",
-    "energy_per_op", "energy_unit", "simulator", "vectors", "mismatches", "regression_passed",
-    "seconds_regression", "seconds_area", "seconds_depth", "seconds_energy", "seconds_total", "cached", "point",
+    "critical_path_ns", "fmax_mhz", "slack_ns", "closes", "energy_per_op", "energy_unit", "simulator", "vectors", "mismatches", "regression_passed",
+    "seconds_regression", "seconds_area", "seconds_depth", "seconds_timing", "seconds_energy", "seconds_total", "cached", "point",
     "worker", "finished_at", "error_stage", "error",
 )
 
@@ -78,7 +80,8 @@ def parse_grid(items: Sequence[str] | None, spec=None) -> dict[str, list]:
     """``["block_size=8,16", "organisation=split,shared"]`` → ``{name: [values]}``.
 
     Values are converted by the unit's parameter schema (*spec*, a
-    :class:`~mpgen.flows.units.UnitSpec`) or, without one, integers become ``int``.  Raises
+    :class:`~mpgen.flows.units.UnitSpec`) or, without one, integers become ``int``;
+    :data:`CLOCK_AXIS` (``clock_ns``) is the target clock period, not a unit parameter.  Raises
     ``ValueError`` for a malformed item, an unknown name, an empty value list, a repeated
     name or a repeated value.
     """
@@ -91,7 +94,10 @@ def parse_grid(items: Sequence[str] | None, spec=None) -> dict[str, list]:
         raw = [v.strip() for v in values.split(",")]
         if not raw or any(v == "" for v in raw):
             raise ValueError(f"bad grid item {item!r}: empty value in the list")
-        parsed = [parse_params([f"{key}={v}"], spec) for v in raw]  # validates the name too
+        if key.strip() == CLOCK_AXIS:
+            parsed = [{CLOCK_AXIS: _clock_value(v, item)} for v in raw]
+        else:
+            parsed = [parse_params([f"{key}={v}"], spec) for v in raw]  # validates the name too
         name = next(iter(parsed[0]))
         if name in grid:
             raise ValueError(f"parameter {name!r} appears twice in the grid")
@@ -100,6 +106,18 @@ def parse_grid(items: Sequence[str] | None, spec=None) -> dict[str, list]:
             raise ValueError(f"repeated value in grid item {item!r}")
         grid[name] = vals
     return grid
+
+
+#: The grid axis that is the target clock period (ns) of delay-driven synthesis.
+CLOCK_AXIS = "clock_ns"
+
+
+def _clock_value(text: str, item: str) -> float:
+    try:
+        return check_clock_ns(float(text))
+    except ValueError:
+        raise ValueError(f"bad grid item {item!r}: {CLOCK_AXIS} values are positive clock "
+                         f"periods in ns, not {text!r}") from None
 
 
 def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
@@ -136,6 +154,9 @@ def _row(res: engine.PointResult, params: Mapping, energy: bool) -> dict:
             row.update(cells=r.cells, nand2_eq=r.nand2_eq, transistors=r.transistors,
                        area_um2=r.area_um2, lib_nand2_eq=r.nand2_eq if r.liberty else None,
                        logic_depth=r.logic_depth, seconds_area=r.seconds)
+        elif isinstance(r, TimingRecord):
+            row.update(critical_path_ns=r.critical_path_ns, fmax_mhz=r.fmax_mhz,
+                       slack_ns=r.slack_ns, closes=r.closes, seconds_timing=r.seconds)
         elif isinstance(r, EnergyRecord):
             row.setdefault("energy_per_op", None)
             row["energy_per_op"] = {**(row["energy_per_op"] or {}), r.mode: r.energy_per_op}
@@ -239,8 +260,11 @@ class SweepResult:
         modes = self.energy_modes()
         units = sorted({r["energy_unit"] for r in self.rows if r.get("energy_unit")})
         eunit = f" ({'/'.join(units)})" if units else ""
+        timed = any(r.get("fmax_mhz") is not None for r in self.rows)
+        slack = any(r.get("slack_ns") is not None for r in self.rows)
         head = names + ["status", "cells", "NAND2-eq"] + (["µm²"] if lib else []) + [
-            "depth"] + [f"E {m}{eunit}" for m in modes] + [
+            "depth"] + (["ns", "fmax MHz"] if timed else []) + (["slack ns"] if slack else []) + [
+            f"E {m}{eunit}" for m in modes] + [
             "vectors", "mismatches", "seconds", "cached"]
         lines = ["| " + " | ".join(head) + " |",
                  "|" + "|".join(["---"] * (len(names) + 1) + ["---:"] * (len(head) - len(names) - 2)
@@ -264,7 +288,12 @@ class SweepResult:
             if lib:
                 cells.append(fmt(r["area_um2"]))
             e = r.get("energy_per_op") or {}
-            cells += [fmt(r["logic_depth"])] + [fmt(e.get(m), 2) for m in modes] + [
+            cells.append(fmt(r["logic_depth"]))
+            if timed:
+                cells += [fmt(r["critical_path_ns"], 3), fmt(r["fmax_mhz"])]
+            if slack:
+                cells.append(fmt(r["slack_ns"], 3))
+            cells += [fmt(e.get(m), 2) for m in modes] + [
                       fmt(r["vectors"]), fmt(r["mismatches"]),
                       fmt(r["seconds_total"]), fmt(r["cached"])]
             lines.append("| " + " | ".join(cells) + " |")
@@ -313,7 +342,8 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
     for k, v in grid.items():
         if not v:
             raise ValueError(f"grid parameter {k!r} has no values")
-        spec.param(k)  # unknown names: ValueError listing the valid ones
+        if k != CLOCK_AXIS:
+            spec.param(k)  # unknown names: ValueError listing the valid ones
     lib = None
     if liberty is not None:
         lib_path = Path(liberty).expanduser().resolve()
@@ -322,10 +352,25 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         lib = str(lib_path)
     points = grid_points(grid)
     say(f"sweep {unit}: {len(points)} points; cache {engine.results_dir()}")
+    if CLOCK_AXIS in grid and lib is None:
+        raise ValueError(f"a {CLOCK_AXIS} grid needs a Liberty file: timing comes from its "
+                         "delay tables")
+    timed = lib is not None
+    if lib is not None:
+        try:
+            timing_library(lib)
+        except TimingError as e:
+            if CLOCK_AXIS in grid:
+                raise
+            say(f"{e}: no timing stage")
+            timed = False
     settings = engine.Settings(regression=spec.regression is not None, simulators=(simulator,),
                                quick=quick, seed=seed, area=True, depth=True, liberty=lib,
-                               energy="all" if energy else "none", energy_ops=energy_ops)
-    engine_points = [engine.Point(unit, point_label(p), dict(p)) for p in points]
+                               energy="all" if energy else "none", energy_ops=energy_ops,
+                               timing=timed)
+    engine_points = [engine.Point(unit, point_label(p),
+                                  {k: v for k, v in p.items() if k != CLOCK_AXIS},
+                                  p.get(CLOCK_AXIS)) for p in points]
     by_label = {point_label(p): p for p in points}
     rows_by_label: dict[str, dict] = {}
 
