@@ -261,14 +261,37 @@ def _raise_failures(results: Sequence[PointResult], what: str = "failed") -> Non
 
 
 def energy_table(records: Sequence[EnergyRecord]) -> str:
-    """Markdown table: configuration × mode → energy per operation and its breakdown."""
-    lines = ["| config | mode | energy / op | internal | switching | clock | cycles / op | "
-             "outputs checked |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Markdown table: configuration × mode → energy per operation (dynamic + leakage at the
+    clock), its breakdown, power and GOPS/W; then where the figures come from."""
+    leak = any(e.leakage_pj_per_op is not None for e in records)
+    head = "| config | mode | energy / op | internal | switching | clock |"
+    rule = "|---|---|---:|---:|---:|---:|"
+    if leak:
+        head += " dynamic | leakage | clock period | mW | GOPS/W |"
+        rule += "---:|---:|---:|---:|---:|"
+    lines = [head + " cycles / op | outputs checked |", rule + "---:|---:|"]
     for e in records:
         b = e.breakdown_per_op
-        lines.append(f"| {e.config} | {e.mode} | {e.energy_per_op:.3f} {e.energy_unit}/{e.op_name} | "
-                     f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | "
-                     f"{b.get('clock', 0):.3f} | {e.cycles / e.ops:.2f} | {e.vectors} |")
+        row = (f"| {e.config} | {e.mode} | {e.energy_per_op:.3f} {e.energy_unit}/{e.op_name} | "
+               f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | {b.get('clock', 0):.3f} |")
+        if leak:
+            row += (f" {e.dynamic_pj_per_op:.3f} | {e.leakage_pj_per_op:.3f} | {e.clock_ns:.2f} ns | "
+                    f"{e.power_mw:.3f} | {e.gops_per_w:.1f} |" if e.leakage_pj_per_op is not None
+                    else " – | – | – | – | – |")
+        lines.append(row + f" {e.cycles / e.ops:.2f} | {e.vectors} |")
+    lines.append("")
+    for e in records:
+        where = (f"{e.config} {e.mode}: activity from {e.simulator or 'gate-level simulation'}, "
+                 f"{e.ops} {e.op_name}s of {e.source or 'the workload'}; "
+                 f"{e.nets_observed:.1%} of the nets observed; ")
+        if e.liberty:
+            where += f"Liberty {Path(e.liberty).name}" + (f" ({e.corner})" if e.corner else "")
+        else:
+            where += "generic weights (no Liberty file)"
+        where += (f"; leakage at {e.clock_ns:.2f} ns" if e.clock_ns is not None else "; no leakage "
+                  "(needs a Liberty file with timing data)")
+        where += f"; clock gating {'on' if e.clock_gating else 'off'}"
+        lines.append(f"- {where}")
     return "\n".join(lines) + "\n"
 
 

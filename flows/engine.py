@@ -48,7 +48,7 @@ from .area import check_clock_ns
 from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
                       TimingRecord, from_dict, to_dict)
-from .timing import TimingReport, analyze_netlist
+from .timing import TimingReport, analyze_netlist, leakage_power_w, timing_library
 from .units import UnitSpec, get_unit, resolve
 
 __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
@@ -56,7 +56,7 @@ __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "sta
            "FLOW_VERSION"]
 
 #: Bump when what a stage computes changes in a way the cache key cannot see.
-FLOW_VERSION = 3
+FLOW_VERSION = 4
 
 #: mpgen packages a fingerprint follows imports into.
 _PACKAGES = ("mpgen.golden", "mpgen.models", "mpgen.rtl", "mpgen.sim", "mpgen.flows")
@@ -288,7 +288,8 @@ def _stage_paths(task: _Task, verilog: str) -> dict[str, Any]:
             out["timing"] = root / "timing" / f"{p.unit}-{kt}.json"
         if task.energy:
             ke = _key("energy", area=k, params=dict(p.params), ops=s.energy_ops, data=s.data,
-                      seed=s.seed, code=task.fingerprints["energy"], tools=task.tools)
+                      seed=s.seed, code=task.fingerprints["energy"], tools=task.tools,
+                      timing=task.fingerprints["timing"] if s.wants_timing else None)
             out["energy"] = root / "energy" / f"{p.unit}-{ke}.json"
     return out
 
@@ -384,18 +385,37 @@ def area_report(rec: AreaRecord) -> AreaReport:
         "logic_depth": rec.logic_depth, "clock_ns": rec.clock_ns})
 
 
-def _energy_records(point: Point, rep: EnergyReport) -> list[EnergyRecord]:
+def _energy_records(point: Point, rep: EnergyReport, area: AreaRecord | None,
+                    timing: TimingRecord | None, clock_ns: float | None) -> list[EnergyRecord]:
+    """Energy records of *rep*; with a Liberty file and a clock (the target, else the period
+    at fmax from *timing*), leakage of the netlist's cells (*area*) over each operation."""
     out = []
     pj = rep.energy_unit == "pJ"
+    clock = clock_ns if clock_ns is not None else (timing.critical_path_ns if timing else None)
+    leak_w = None
+    if pj and clock is not None and area is not None and rep.liberty:
+        leak_w = leakage_power_w(area.cells_by_type, timing_library(rep.liberty))
     for mode, m in rep.modes.items():
+        dyn = m.energy_per_op
+        fig: dict[str, Any] = {}
+        if leak_w is not None:
+            ns_per_op = m.cycles / m.ops * clock
+            leak = leak_w * ns_per_op * 1e3  # W × ns = nJ; × 1e3 = pJ
+            total = dyn + leak
+            fig = dict(leakage_pj_per_op=round(leak, 6), leakage_mw=round(leak_w * 1e3, 6),
+                       clock_ns=round(clock, 4), power_mw=round(total / ns_per_op, 6),
+                       gops_per_w=round(1e3 / total, 4))
+        else:
+            total = dyn
         out.append(EnergyRecord(
             **_base(point), mode=mode, op_name=m.op_name, ops=m.ops,
-            energy_pj_per_op=m.energy_per_op if pj else None,
-            energy_geu_per_op=None if pj else m.energy_per_op,
+            energy_pj_per_op=total if pj else None,
+            energy_geu_per_op=None if pj else dyn, dynamic_pj_per_op=dyn if pj else None,
             breakdown_per_op=dict(m.breakdown), cycles=m.cycles, vectors=m.checked,
             mismatches=m.mismatches, source=m.source, liberty=rep.liberty,
             netlist_cells=rep.netlist_cells, nets_observed=rep.nets_observed,
-            seconds=rep.seconds))
+            seconds=rep.seconds, corner=timing.corner if timing else "",
+            simulator="verilator (gate-level, toggle coverage)", **fig))
     return out
 
 
@@ -420,6 +440,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
     p, s = task.point, task.settings
     records: list[Record] = []
     stage = "code"
+    area = timing = None
     try:
         spec = get_unit(p.unit)
         if os.getpid() != task.parent_pid and stage_fingerprints(spec) != dict(task.fingerprints):
@@ -469,6 +490,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
                 rep = analyze_netlist(work / "netlist.json", p.unit, s.liberty)
                 got = [_timing_record(p, rep, area, p.clock(s))]
                 _store(paths["timing"], got)
+            timing = got[0]
             records += got
         if "energy" in paths:
             stage = "energy"
@@ -483,7 +505,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
                          for m in resolve(spec.energy_modes)(comp)}
                 rep = measure_energy(netlist, loads, label=p.label,
                                      work_dir=Path(paths["energy"]).with_suffix(""))
-                got = _energy_records(p, rep)
+                got = _energy_records(p, rep, area, timing, p.clock(s))
                 _store(paths["energy"], got)
             records += got
     except Exception as e:  # noqa: BLE001 - one point's failure must not stop the others

@@ -16,7 +16,10 @@ __all__ = ["SCHEMA_VERSION", "Record", "RegressionRecord", "AreaRecord", "Timing
            "EnergyRecord", "ErrorRecord", "RECORD_KINDS", "to_dict", "from_dict", "check_record"]
 
 #: Bump when a field changes meaning or is removed (adding an optional field is compatible).
-SCHEMA_VERSION = 1
+#: 2: ``energy_pj_per_op`` is dynamic + leakage (in 1 it was the dynamic energy alone).
+SCHEMA_VERSION = 2
+#: Schemas :func:`from_dict` reads (older ones are upgraded: see :func:`_upgrade`).
+READABLE_SCHEMAS = (1, 2)
 
 
 @dataclasses.dataclass
@@ -110,8 +113,13 @@ class EnergyRecord(Record):
     """Energy per operation of one mode, from the gate-level switching activity.
 
     Exactly one of ``energy_pj_per_op`` (with a Liberty file) and ``energy_geu_per_op``
-    (generic weights) is set; ``breakdown_per_op`` (internal, switching, clock) is in the same
-    unit.  ``vectors`` outputs were compared with the golden model, ``mismatches`` differed.
+    (generic weights) is set; ``breakdown_per_op`` (internal, switching, clock: the dynamic
+    part) is in the same unit.  With a Liberty file that has timing data,
+    ``energy_pj_per_op`` = ``dynamic_pj_per_op`` + ``leakage_pj_per_op``: the cells' leakage
+    integrated over the operation's cycles at ``clock_ns`` (the target clock, else the
+    period at fmax); ``power_mw`` is the average power at that clock and ``gops_per_w`` the
+    operations (``op_name``) per second per watt, in 10⁹.  ``vectors`` outputs were compared
+    with the golden model, ``mismatches`` differed.
     """
 
     mode: str = ""
@@ -128,6 +136,15 @@ class EnergyRecord(Record):
     netlist_cells: int = 0
     nets_observed: float = 0.0
     seconds: float = 0.0
+    dynamic_pj_per_op: float | None = None
+    leakage_pj_per_op: float | None = None
+    leakage_mw: float | None = None
+    clock_ns: float | None = None
+    clock_gating: bool = False
+    power_mw: float | None = None
+    gops_per_w: float | None = None
+    corner: str = ""
+    simulator: str = ""
 
     kind = "energy"
 
@@ -167,9 +184,9 @@ def check_record(d: Mapping[str, Any]) -> type[Record]:
     kind = d.get("kind")
     if kind not in RECORD_KINDS:
         raise ValueError(f"unknown record kind {kind!r}; kinds: {', '.join(RECORD_KINDS)}")
-    if d.get("schema") != SCHEMA_VERSION:
+    if d.get("schema") not in READABLE_SCHEMAS:
         raise ValueError(f"{kind} record has schema {d.get('schema')!r}, this mpgen reads "
-                         f"{SCHEMA_VERSION}")
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}")
     cls = RECORD_KINDS[kind]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields) - {"kind", "schema"})
@@ -182,7 +199,16 @@ def check_record(d: Mapping[str, Any]) -> type[Record]:
     return cls
 
 
+def _upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A record of an older schema in the current one."""
+    d = dict(d)
+    if d.get("schema") == 1 and d.get("kind") == "energy":
+        d.setdefault("dynamic_pj_per_op", d.get("energy_pj_per_op"))  # no leakage in schema 1
+    return d
+
+
 def from_dict(d: Mapping[str, Any]) -> Record:
-    """The record of JSON object *d* (checked by :func:`check_record`)."""
+    """The record of JSON object *d* (checked by :func:`check_record`, upgraded to the current
+    schema)."""
     cls = check_record(d)
-    return cls(**{k: v for k, v in d.items() if k not in ("kind", "schema")})
+    return cls(**{k: v for k, v in _upgrade(d).items() if k not in ("kind", "schema")})

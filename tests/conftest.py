@@ -50,6 +50,15 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sg13g2_lib() -> Path:
+    """The IHP SG13G2 typical-corner Liberty file in ``../shared/lib``; skips when absent."""
+    path = SHARED / "lib" / "sg13g2_stdcell_typ_1p20V_25C.lib"
+    if not path.is_file():
+        pytest.skip(f"no Liberty file at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def models_dir() -> Path:
     """The model folder: ``$MPGEN_MODELS``, else ``<repo>/../shared/models``; skips otherwise."""
     d, why = _models_dir()

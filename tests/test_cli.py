@@ -8,6 +8,7 @@ import pytest
 
 from mpgen.flows import cli, units
 from mpgen.flows.units import parse_params
+from mpgen.flows.records import SCHEMA_VERSION
 from mpgen.sim import runner
 from toy_design import toy_spec
 
@@ -202,4 +203,4 @@ def test_sim_json_records(capsys):
     r = records[0]
     assert (r["unit"], r["config"], r["params"], r["vectors"], r["mismatches"]) == (
         "toy", "w8", {"width": 8}, 100, 0)
-    assert r["schema"] == 1 and r["seed"] == 3
+    assert r["schema"] == SCHEMA_VERSION == 2 and r["seed"] == 3

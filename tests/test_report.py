@@ -178,6 +178,16 @@ def test_records_follow_their_schema():
         check_record(dict(records[0], kind="nope"))
 
 
+def test_schema_1_energy_records_are_read_as_dynamic_energy():
+    (e,) = [r for r in make_data()["records"] if r["kind"] == "energy"][:1]
+    old = {k: v for k, v in e.items() if k not in (
+        "dynamic_pj_per_op", "leakage_pj_per_op", "leakage_mw", "clock_ns", "clock_gating",
+        "power_mw", "gops_per_w", "corner", "simulator")}
+    old["schema"] = 1
+    rec = from_dict(old)
+    assert rec.dynamic_pj_per_op == old["energy_pj_per_op"] and rec.leakage_pj_per_op is None
+
+
 EXPECTED = ["area_breakdown", "energy_modes", "fineq_vs_baselines", "quality_vs_fp4", "model_energy",
             "sweep1_dotprod_block_size", "sweep1_dotprod_organisation", "sweep1_dotprod_pipeline"]
 
