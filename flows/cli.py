@@ -269,7 +269,7 @@ def energy_table(records: Sequence[EnergyRecord]) -> str:
     if leak:
         head += " dynamic | leakage | clock period | mW | GOPS/W |"
         rule += "---:|---:|---:|---:|---:|"
-    lines = [head + " cycles / op | outputs checked |", rule + "---:|---:|"]
+    lines = [head + " ± 2σ (batches) | ops | cycles / op | outputs checked |", rule + "---:|---:|---:|---:|"]
     for e in records:
         b = e.breakdown_per_op
         row = (f"| {e.config} | {e.mode} | {e.energy_per_op:.3f} {e.energy_unit}/{e.op_name} | "
@@ -278,7 +278,9 @@ def energy_table(records: Sequence[EnergyRecord]) -> str:
             row += (f" {e.dynamic_pj_per_op:.3f} | {e.leakage_pj_per_op:.3f} | {e.clock_ns:.2f} ns | "
                     f"{e.power_mw:.3f} | {e.gops_per_w:.1f} |" if e.leakage_pj_per_op is not None
                     else " – | – | – | – | – |")
-        lines.append(row + f" {e.cycles / e.ops:.2f} | {e.vectors} |")
+        spread = (f"± {e.spread_2sigma_per_op:.3f} ({len(e.batch_energies_per_op)})"
+                  if e.batch_energies_per_op else "–")
+        lines.append(row + f" {spread} | {e.ops:,} | {e.cycles / e.ops:.2f} | {e.vectors} |")
     lines.append("")
     for e in records:
         where = (f"{e.config} {e.mode}: activity from {e.simulator or 'gate-level simulation'}, "
@@ -458,8 +460,11 @@ def cmd_energy(args, progress) -> int:
     points = _points(spec, args)
     if args.ops is not None and args.ops < 1:
         raise CLIError(f"--ops must be a positive number of operations, not {args.ops}")
+    if args.batches < 1:
+        raise CLIError(f"--batches must be at least 1, not {args.batches}")
     settings = Settings(regression=False, area=False, liberty=liberty, energy="all",
-                        energy_ops=args.ops, data=args.data, seed=0, timing=timed,
+                        energy_ops=args.ops, energy_batches=args.batches, data=args.data, seed=0,
+                        timing=timed,
                         clock_ns=args.clock_ns)
     return _measure(points, settings, args, progress)
 
@@ -691,7 +696,11 @@ def _parser() -> argparse.ArgumentParser:
     unit_args(sp)
     sp.add_argument("--liberty", metavar="FILE", help="Liberty (.lib) file (pJ; else generic GEU)")
     clock_arg(sp)
-    sp.add_argument("--ops", type=int, metavar="N", help="operations per mode (default: workload's)")
+    sp.add_argument("--ops", type=int, metavar="N",
+                    help="operations per mode, in all batches (default 10,000)")
+    sp.add_argument("--batches", type=int, metavar="B", default=5,
+                    help="independent batches the operations are split into; their spread "
+                         "(2σ) is printed (default 5)")
     sp.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
                     help="stimulus data (default auto: all-MiniLM-L6-v2 if installed)")
     engine_args(sp)

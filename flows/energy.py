@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -304,7 +305,10 @@ def _testbench(top: str, st: _Streams, depths: Mapping[str, int], max_phases: in
                clock: str, reset: str) -> str:
     """A self-checking Verilog testbench streaming memory-file payloads into *top*."""
     # The clock comes from the C++ main (no timing constructs: no C++20 coroutines needed).
-    L = ["`timescale 1ns/1ps", "module mpgen_energy_tb(input clk);", "/*verilator coverage_off*/",
+    # cur_phase/cur_cycles let the C++ main snapshot the toggle counts when setup ends
+    L = ["`timescale 1ns/1ps",
+         "module mpgen_energy_tb(input clk, output [31:0] cur_phase, output [31:0] cur_cycles);",
+         "/*verilator coverage_off*/",
          f"  localparam MAXP = {max_phases};",
          "  reg [1:0] rcnt = 0;", "  wire rst = rcnt != 2'd2;",
          "  always @(posedge clk) if (rst) rcnt <= rcnt + 2'd1;",
@@ -338,7 +342,8 @@ def _testbench(top: str, st: _Streams, depths: Mapping[str, int], max_phases: in
         conn.append(f".{name}({w}'d0)")
     done = " && ".join([f"{s}_idx_n >= {s}_end[phase]" for s in st.inputs]
                        + [f"{s}_cnt_n >= {s}_tgt[phase]" for s in st.outputs]) or "1'b1"
-    L += [f"  wire phase_done = phase < nphases && {done};",
+    L += ["  assign cur_phase = phase;", "  assign cur_cycles = cycles;",
+          f"  wire phase_done = phase < nphases && {done};",
           f"  {top} dut ({', '.join(conn)});",
           "  initial begin",
           '    if (!$value$plusargs("dir=%s", dir)) $fatal(1, "no +dir=");',
@@ -427,22 +432,39 @@ def _verilator() -> str:
     return find_simulator("verilator").executable
 
 
-_MAIN_CPP = r"""// mpgen energy flow: clock the testbench until $finish, then write toggle coverage.
+_MAIN_CPP = r"""// mpgen energy flow: clock the testbench until $finish, then write toggle coverage;
+// with +snap=N also a snapshot (+snapcov=FILE, cycle count in +snapcyc=FILE) at the first
+// rising edge after which the testbench is in phase N (the end of the setup phases).
 #include "Vmpgen_energy_tb.h"
 #include "verilated.h"
 #include "verilated_cov.h"
+#include <cstdio>
 #include <memory>
 #include <string>
+static std::string plusarg(VerilatedContext* ctx, const char* name) {
+    std::string key = std::string(name) + "=";
+    std::string arg = ctx->commandArgsPlusMatch(key.c_str());
+    return arg.size() > key.size() + 1 ? arg.substr(key.size() + 1) : "";
+}
 int main(int argc, char** argv) {
     auto ctx = std::make_unique<VerilatedContext>();
     ctx->commandArgs(argc, argv);
     auto top = std::make_unique<Vmpgen_energy_tb>(ctx.get());
+    std::string snap_s = plusarg(ctx.get(), "snap");
+    long snap = snap_s.empty() ? -1 : std::stol(snap_s);
+    bool snapped = snap < 0;
     top->clk = 0;
     top->eval();
     while (!ctx->gotFinish()) {
         ctx->timeInc(5);
         top->clk = !top->clk;
         top->eval();
+        if (!snapped && top->clk && (long)top->cur_phase >= snap) {
+            ctx->coveragep()->write(plusarg(ctx.get(), "snapcov").c_str());
+            FILE* f = std::fopen(plusarg(ctx.get(), "snapcyc").c_str(), "w");
+            if (f) { std::fprintf(f, "%u\n", (unsigned)top->cur_cycles); std::fclose(f); }
+            snapped = true;
+        }
     }
     top->final();
     std::string arg = ctx->commandArgsPlusMatch("cov=");
@@ -494,11 +516,16 @@ class _SimBuild:
                 raise EnergyError(f"Verilator build of the gate-level netlist failed in {work}:\n{tail}")
             (work / ".mpgen-build.json").write_text(json.dumps({"seconds": self.seconds}))
 
-    def run(self, run_dir: Path, nphases: int, max_cycles: int) -> dict:
+    def run(self, run_dir: Path, nphases: int, max_cycles: int, snap: int | None = None) -> dict:
+        """Run *nphases* phases; with *snap*, also snapshot the toggle counts when phase *snap*
+        begins (``res["snapshot"]``: coverage file, ``res["snap_cycles"]``)."""
         cov = run_dir / "coverage.dat"
-        proc = subprocess.run([str(self.binary), f"+dir={run_dir}", f"+nphases={nphases}",
-                               f"+max_cycles={max_cycles}", f"+cov={cov}"],
-                              cwd=run_dir, capture_output=True, text=True)
+        args = [str(self.binary), f"+dir={run_dir}", f"+nphases={nphases}",
+                f"+max_cycles={max_cycles}", f"+cov={cov}"]
+        if snap is not None:
+            args += [f"+snap={snap}", f"+snapcov={run_dir / 'coverage-setup.dat'}",
+                     f"+snapcyc={run_dir / 'snap-cycles.txt'}"]
+        proc = subprocess.run(args, cwd=run_dir, capture_output=True, text=True)
         res_path = run_dir / "result.txt"
         if proc.returncode != 0 or not res_path.is_file():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
@@ -511,6 +538,13 @@ class _SimBuild:
         if not cov.is_file():
             raise EnergyError(f"Verilator wrote no toggle coverage ({cov})")
         res["coverage"] = cov
+        if snap is not None:
+            snap_cov, snap_cyc = run_dir / "coverage-setup.dat", run_dir / "snap-cycles.txt"
+            if not snap_cov.is_file() or not snap_cyc.is_file():
+                raise EnergyError(f"the simulation never reached the end of setup (phase {snap}) "
+                                  f"in {run_dir}")
+            res["snapshot"] = snap_cov
+            res["snap_cycles"] = int(snap_cyc.read_text().split()[0])
         return res
 
 
@@ -549,6 +583,10 @@ def _write_stimulus(run_dir: Path, st: _Streams, phases, depths, max_phases) -> 
 
 @dataclasses.dataclass
 class ModeEnergy:
+    """Dynamic energy of one mode over all its batches: ``energy_per_op`` is the total energy
+    over the total ``ops``; ``batches`` the energy per op of each independent batch and
+    ``spread_2sigma`` twice their sample standard deviation (0 for one batch)."""
+
     energy_per_op: float
     op_name: str
     ops: int
@@ -558,6 +596,8 @@ class ModeEnergy:
     mismatches: int
     checked: int
     source: str
+    batches: list[float] = dataclasses.field(default_factory=list)
+    spread_2sigma: float = 0.0
 
 
 @dataclasses.dataclass
@@ -617,11 +657,15 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
+def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload | Sequence[Workload]], *,
                    label: str = "", work_dir: Path | str | None = None,
                    build_root: Path | str | None = None, progress=None) -> EnergyReport:
-    """Energy per operation of each mode of *workloads* (mode → workload) on the gate-level
-    *netlist* (see the module docstring); *label* (``unit/config``) names it in messages.
+    """Energy per operation of each mode of *workloads* (mode → workload, or a list of
+    independent batches of it) on the gate-level *netlist* (see the module docstring); *label*
+    (``unit/config``) names it in messages.
+
+    Each batch is one simulation: the toggle counts are snapshot when its setup phases end and
+    read again at the end, and the difference is the activity of its measured operations.
 
     Raises:
         EnergyError: a gate-level output differed from the golden model's, the netlist
@@ -629,9 +673,10 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
     """
     t0 = time.monotonic()
     say = progress or (lambda msg: None)
-    net, loads, unit, config = netlist, dict(workloads), label or netlist.top, ""
+    net, unit, config = netlist, label or netlist.top, ""
+    loads = {m: [w] if isinstance(w, Workload) else list(w) for m, w in workloads.items()}
     top = net.top
-    if not loads:
+    if not loads or any(not ws for ws in loads.values()):
         raise EnergyError(f"{unit}: no workloads to measure")
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-energy-{top}-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -643,7 +688,7 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
         raise EnergyError(f"{unit}: no valid/ready streams found among the netlist ports")
     depths: dict[str, int] = {}
     max_phases = 1
-    for w in loads.values():
+    for w in (w for ws in loads.values() for w in ws):
         phases = w.setup + w.measure
         max_phases = max(max_phases, len(phases))
         for s in st.inputs:
@@ -656,51 +701,81 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload], *,
                 raise EnergyError(f"{unit}: workload streams {sorted(unknown)} are not ports of the netlist")
     say(f"{unit}: Verilator build of {net.cells} cells with toggle coverage")
     sim = _SimBuild(net, st, depths, max_phases, "clk", "rst", build_root)
+    logic_bits = [b for b in model.bits if b not in model.clock_bits]
     reports: dict[str, ModeEnergy] = {}
-    observed = 0.0
-    for mode, w in loads.items():
-        phases = w.setup + w.measure
-        run_dir = work / "runs" / re.sub(r"\W", "_", mode)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        _write_stimulus(run_dir, st, phases, depths, max_phases)
-        budget = 10_000 + 200 * sum(len(v) for p in phases for v in p.inputs.values()) \
-            + 200 * sum(int(v) for p in phases for v in p.outputs.values())
-        results = {}
-        for label, n in (("setup", len(w.setup)), ("all", len(phases))):
-            if n == 0:
-                results[label] = ({}, 0, 0, 0)
-                continue
-            res = sim.run(run_dir, n, budget)
-            counts, unmatched = _parse_coverage(res["coverage"], top, model)
-            if unmatched and len(unmatched) > 0.01 * max(1, len(counts)):
-                raise EnergyError(f"{len(unmatched)} toggle-coverage points do not match netlist nets "
-                                  f"(e.g. {unmatched[:3]})")
-            res["coverage"].rename(run_dir / f"coverage-{label}.dat")
-            results[label] = (counts, res["cycles"], res["mismatches"], res["checked"])
-        full, setup = results["all"], results["setup"]
-        if full[2]:
-            raise EnergyError(f"{unit} mode {mode}: {full[2]} gate-level outputs differ from "
-                              f"the golden model ({run_dir})")
-        diff = {}
-        for b, (r, f) in full[0].items():
-            r0, f0 = setup[0].get(b, (0, 0))
-            diff[b] = (r - r0, f - f0)
-        logic_bits = [b for b in model.bits if b not in model.clock_bits]
-        observed = sum(1 for b in logic_bits if b in full[0]) / max(1, len(logic_bits))
-        if observed < 0.95:
-            raise EnergyError(f"toggle coverage saw only {observed:.0%} of the netlist's nets")
-        e_total, cats, n_toggles = _energy(model, diff)
+    seen: set[int] = set()
+    for mode, batches in loads.items():
+        cats_total: dict[str, float] = {}
+        per_batch, ops = [], 0
+        cycles = toggles = checked = 0
+        for i, w in enumerate(batches):
+            counts, setup, n_cycles, n_checked, run_dir = _run_batch(
+                sim, model, st, w, depths, max_phases, work / "runs" / re.sub(r"\W", "_", mode) / f"b{i}",
+                unit, mode, top)
+            seen.update(counts)
+            diff = {}
+            for b, (r, f) in counts.items():
+                r0, f0 = setup.get(b, (0, 0))
+                diff[b] = (r - r0, f - f0)
+            e_total, cats, n_toggles = _energy(model, diff)
+            per_batch.append(e_total / w.ops)
+            for k, v in cats.items():
+                cats_total[k] = cats_total.get(k, 0.0) + v
+            ops += w.ops
+            cycles += n_cycles
+            toggles += n_toggles
+            checked += n_checked
+        total = sum(cats_total.values())
+        spread = 2 * statistics.stdev(per_batch) if len(per_batch) > 1 else 0.0
+        first = batches[0]
+        source = first.source + (f"; {len(batches)} independent batches of {first.ops} "
+                                 f"{first.op_name}s" if len(batches) > 1 else "")
         reports[mode] = ModeEnergy(
-            energy_per_op=e_total / w.ops, op_name=w.op_name, ops=w.ops,
-            cycles=full[1] - setup[1], toggles=n_toggles,
-            breakdown={k: v / w.ops for k, v in cats.items()}, mismatches=full[2],
-            checked=full[3], source=w.source)
-        say(f"{unit} {mode}: {e_total / w.ops:.4g} {model.unit}/{w.op_name} "
-            f"({full[3]} outputs checked, 0 mismatches)")
+            energy_per_op=total / ops, op_name=first.op_name, ops=ops, cycles=cycles,
+            toggles=toggles, breakdown={k: v / ops for k, v in cats_total.items()}, mismatches=0,
+            checked=checked, source=source, batches=[round(x, 6) for x in per_batch],
+            spread_2sigma=round(spread, 6))
+        say(f"{unit} {mode}: {total / ops:.4g} ± {spread:.2g} {model.unit}/{first.op_name} over "
+            f"{ops} ops in {len(batches)} batch(es) ({checked} outputs checked, 0 mismatches)")
+    observed = sum(1 for b in logic_bits if b in seen) / max(1, len(logic_bits))
     report = EnergyReport(unit=unit, config=config, params={}, energy_unit=model.unit,
                           liberty=model.liberty, netlist_cells=net.cells, modes=reports,
                           tools=tool_versions(), seconds=round(time.monotonic() - t0, 2),
                           nets_observed=round(observed, 4))
     (work / "energy.json").write_text(json.dumps(report.to_dict(), indent=1))
     return report
+
+
+def _run_batch(sim: _SimBuild, model: EnergyModel, st: _Streams, w: Workload, depths, max_phases,
+               run_dir: Path, unit: str, mode: str, top: str):
+    """One simulation of workload *w*: ``(counts at the end, counts when setup ended, measured
+    cycles, outputs checked, run folder)``; ``EnergyError`` on a mismatch or poor coverage."""
+    phases = w.setup + w.measure
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    _write_stimulus(run_dir, st, phases, depths, max_phases)
+    budget = 10_000 + 200 * sum(len(v) for p in phases for v in p.inputs.values()) \
+        + 200 * sum(int(v) for p in phases for v in p.outputs.values())
+    res = sim.run(run_dir, len(phases), budget, snap=len(w.setup) if w.setup else None)
+    if res["mismatches"]:
+        raise EnergyError(f"{unit} mode {mode}: {res['mismatches']} gate-level outputs differ from "
+                          f"the golden model ({run_dir})")
+    counts = _coverage_counts(res["coverage"], top, model)
+    setup, setup_cycles = {}, 0
+    if w.setup:
+        # the snapshot follows the edge that entered the measured phases and counts it; the final
+        # count does not count the edge that ended the run, which the toggles include
+        setup, setup_cycles = _coverage_counts(res["snapshot"], top, model), res["snap_cycles"] - 1
+    logic_bits = [b for b in model.bits if b not in model.clock_bits]
+    observed = sum(1 for b in logic_bits if b in counts) / max(1, len(logic_bits))
+    if observed < 0.95:
+        raise EnergyError(f"toggle coverage saw only {observed:.0%} of the netlist's nets")
+    return counts, setup, res["cycles"] - setup_cycles, res["checked"], run_dir
+
+
+def _coverage_counts(path: Path, top: str, model: EnergyModel) -> dict[int, list[int]]:
+    counts, unmatched = _parse_coverage(path, top, model)
+    if unmatched and len(unmatched) > 0.01 * max(1, len(counts)):
+        raise EnergyError(f"{len(unmatched)} toggle-coverage points do not match netlist nets "
+                          f"(e.g. {unmatched[:3]})")
+    return counts

@@ -52,11 +52,14 @@ from .timing import TimingReport, analyze_netlist, leakage_power_w, timing_libra
 from .units import UnitSpec, get_unit, resolve
 
 __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
-           "tool_versions", "file_sha256", "stderr_progress", "summary", "run_point", "area_report", "energy_report", "verilog_of",
-           "FLOW_VERSION"]
+           "tool_versions", "file_sha256", "stderr_progress", "summary", "run_point", "area_report",
+           "energy_report", "verilog_of", "energy_workloads", "FLOW_VERSION", "DEFAULT_ENERGY_OPS"]
 
 #: Bump when what a stage computes changes in a way the cache key cannot see.
-FLOW_VERSION = 4
+FLOW_VERSION = 5
+
+#: Operations per energy mode when a job does not say (split into ``Settings.energy_batches``).
+DEFAULT_ENERGY_OPS = 10_000
 
 #: mpgen packages a fingerprint follows imports into.
 _PACKAGES = ("mpgen.golden", "mpgen.models", "mpgen.rtl", "mpgen.sim", "mpgen.flows")
@@ -88,6 +91,9 @@ class Settings:
     """What to run for every point (the stages' settings are part of their cache keys).
 
     ``energy`` is ``"none"``, ``"key"`` (the spec's ``energy_default`` configurations) or ``"all"``;
+    ``energy_ops`` operations per mode (default :data:`DEFAULT_ENERGY_OPS`) are measured in
+    ``energy_batches`` independent batches (seeded walks through the data), whose spread the
+    energy records carry;
     ``depth`` adds the logic depth to the area stage.  With a Liberty file, ``timing`` adds the
     static-timing stage; ``clock_ns`` makes synthesis delay-driven toward that clock period and
     the timing stage report slack against it.
@@ -102,11 +108,16 @@ class Settings:
     liberty: str | None = None
     energy: str = "none"
     energy_ops: int | None = None
+    energy_batches: int = 5
     data: str = "auto"
     timing: bool = True
     clock_ns: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("energy_ops", "energy_batches"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive int, not {v!r}")
         if self.clock_ns is not None:
             object.__setattr__(self, "clock_ns", check_clock_ns(self.clock_ns))
             if self.liberty is None:
@@ -287,7 +298,8 @@ def _stage_paths(task: _Task, verilog: str) -> dict[str, Any]:
             kt = _key("timing", area=k, code=task.fingerprints["timing"], tools=task.tools)
             out["timing"] = root / "timing" / f"{p.unit}-{kt}.json"
         if task.energy:
-            ke = _key("energy", area=k, params=dict(p.params), ops=s.energy_ops, data=s.data,
+            ke = _key("energy", area=k, params=dict(p.params), ops=s.energy_ops,
+                      batches=s.energy_batches, data=s.data,
                       seed=s.seed, code=task.fingerprints["energy"], tools=task.tools,
                       timing=task.fingerprints["timing"] if s.wants_timing else None)
             out["energy"] = root / "energy" / f"{p.unit}-{ke}.json"
@@ -415,6 +427,7 @@ def _energy_records(point: Point, rep: EnergyReport, area: AreaRecord | None,
             mismatches=m.mismatches, source=m.source, liberty=rep.liberty,
             netlist_cells=rep.netlist_cells, nets_observed=rep.nets_observed,
             seconds=rep.seconds, corner=timing.corner if timing else "",
+            batch_energies_per_op=list(m.batches), spread_2sigma_per_op=m.spread_2sigma,
             simulator="verilator (gate-level, toggle coverage)", **fig))
     return out
 
@@ -429,7 +442,24 @@ def energy_report(records: Sequence[EnergyRecord]) -> dict[str, Any]:
             "modes": {r.mode: {"energy_per_op": r.energy_per_op, "op_name": r.op_name,
                                "ops": r.ops, "cycles": r.cycles, "toggles": 0,
                                "breakdown": dict(r.breakdown_per_op), "mismatches": r.mismatches,
-                               "checked": r.vectors, "source": r.source} for r in records}}
+                               "checked": r.vectors, "source": r.source,
+                               "batches": list(r.batch_energies_per_op),
+                               "spread_2sigma": r.spread_2sigma_per_op or 0.0} for r in records}}
+
+
+def energy_workloads(spec: UnitSpec, comp, settings: Settings) -> dict[str, list]:
+    """Per energy mode of *comp*, up to ``settings.energy_batches`` independent workloads (seeds
+    ``seed·1000 + i``: different stretches of the data) sharing ``energy_ops`` operations
+    (rounded up to a multiple of the spec's ``op_quantum``) as evenly as whole quanta allow."""
+    total = settings.energy_ops or DEFAULT_ENERGY_OPS
+    quantum = int(resolve(spec.op_quantum)(comp)) if spec.op_quantum is not None else 1
+    units = -(-total // quantum)
+    n = min(settings.energy_batches, units)
+    sizes = [(units // n + (i < units % n)) * quantum for i in range(n)]
+    workload = resolve(spec.workload)
+    return {m: [workload(comp, m, ops=ops, seed=settings.seed * 1000 + i, data=settings.data)
+                for i, ops in enumerate(sizes)]
+            for m in resolve(spec.energy_modes)(comp)}
 
 
 def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
@@ -500,9 +530,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
                 comp = _component(spec, p.params)
                 work = Path(paths["area"]).with_suffix("")
                 netlist = GateNetlist.load(work, p.unit, s.liberty)
-                workload = resolve(spec.workload)
-                loads = {m: workload(comp, m, ops=s.energy_ops, seed=s.seed, data=s.data)
-                         for m in resolve(spec.energy_modes)(comp)}
+                loads = energy_workloads(spec, comp, s)
                 rep = measure_energy(netlist, loads, label=p.label,
                                      work_dir=Path(paths["energy"]).with_suffix(""))
                 got = _energy_records(p, rep, area, timing, p.clock(s))
@@ -599,7 +627,8 @@ def summary(res: PointResult) -> str:
                                 f", slack {r.slack_ns:+.2f} ns at {r.clock_ns:g} ns"
                                 + ("" if r.closes else " (does not close)")))
         elif isinstance(r, EnergyRecord):
-            parts.append(f"{r.mode} {r.energy_per_op:.3g} {r.energy_unit}/{r.op_name}")
+            parts.append(f"{r.mode} {r.energy_per_op:.3g} ± {r.spread_2sigma_per_op or 0:.2g} "
+                         f"{r.energy_unit}/{r.op_name}")
         elif isinstance(r, ErrorRecord):
             parts.append(f"ERROR in {r.stage}: {r.error.splitlines()[0] if r.error else ''}")
     return "; ".join(parts) or "nothing to do"

@@ -117,7 +117,8 @@ class EnergyRecord(Record):
     part) is in the same unit.  With a Liberty file that has timing data,
     ``energy_pj_per_op`` = ``dynamic_pj_per_op`` + ``leakage_pj_per_op``: the cells' leakage
     integrated over the operation's cycles at ``clock_ns`` (the target clock, else the
-    period at fmax); ``power_mw`` is the average power at that clock and ``gops_per_w`` the
+    period at fmax); ``ops`` operations in independent batches, whose dynamic energy per op is
+    ``batch_energies_per_op`` and twice their sample standard deviation ``spread_2sigma_per_op``; ``power_mw`` is the average power at that clock and ``gops_per_w`` the
     operations (``op_name``) per second per watt, in 10⁹.  ``vectors`` outputs were compared
     with the golden model, ``mismatches`` differed.
     """
@@ -145,6 +146,8 @@ class EnergyRecord(Record):
     gops_per_w: float | None = None
     corner: str = ""
     simulator: str = ""
+    batch_energies_per_op: list[float] = dataclasses.field(default_factory=list)
+    spread_2sigma_per_op: float | None = None
 
     kind = "energy"
 

@@ -423,8 +423,8 @@ def add_sweep_arguments(parser) -> None:
     parser.add_argument("--no-energy", dest="energy", action="store_false",
                         help="skip the gate-level energy simulation of each point")
     parser.add_argument("--energy-ops", type=int, metavar="N",
-                        help="operations per mode in the energy workloads (default: the "
-                             "workload's own, e.g. 96 block pairs)")
+                        help="operations per mode in the energy workloads, in 5 independent "
+                             "batches (default 10,000)")
 
 
 def cmd_sweep(args, progress: Progress) -> int:

@@ -86,7 +86,7 @@ from .workload import StreamPhase, Workload
 __all__ = ["DATA_SOURCES", "DEFAULT_LAYER", "DEFAULT_OPS", "layer_data", "LayerData",
            "DotprodStimulus", "dotprod_stimulus", "dotprod_mode_name", "dotprod_modes",
            "dotprod_workload", "gemm_walk", "classifier_modes", "classifier_workload", "fineq_modes",
-           "fineq_workload"]
+           "fineq_workload", "fineq_op_quantum"]
 
 DATA_SOURCES = ("auto", "minilm", "synthetic")
 #: MiniLM layer the operands come from (names as in ``MiniLM.linear_layers``).
@@ -450,6 +450,11 @@ def _result_payload(array, sums) -> int:
 def fineq_modes(arr) -> list[str]:
     """The FineQ array's one energy mode."""
     return ["mac"]
+
+
+def fineq_op_quantum(arr) -> int:
+    """MACs of one activation vector (R·C): a FineQ workload's ``ops`` is a multiple of it."""
+    return arr.rows * arr.cols
 
 
 def fineq_workload(arr, mode: str = "mac", *, ops: int | None = None, seed: int = 0,

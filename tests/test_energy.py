@@ -145,7 +145,7 @@ def test_generic_energy_of_the_mixed_dot_product(tmp_path, record_property):
     driven = [p for ph in wl.setup + wl.measure for p in ph.inputs["i"]]
     assert E.GateNetlist.load(tmp_path / "netlist", "dotprod").cells == net.cells
     model = E.energy_model(net)
-    counts, unmatched = E._parse_coverage(tmp_path / "runs" / "fp8xfp8" / "coverage-all.dat",
+    counts, unmatched = E._parse_coverage(tmp_path / "runs" / "fp8xfp8" / "b0" / "coverage.dat",
                                           "dotprod", model)
     assert not unmatched
     ports = {n: (p["direction"], len(p["bits"])) for n, p in net.module()["ports"].items()}

@@ -53,7 +53,8 @@ def test_energy_per_mode_is_checked_against_the_golden_model(capsys):
     (r,) = records
     assert (r["kind"], r["mode"], r["ops"], r["mismatches"]) == ("energy", "add", 16, 0)
     assert r["energy_geu_per_op"] > 0 and r["energy_pj_per_op"] is None
-    assert r["vectors"] == 4 + 16  # every output is checked: the warm-up's 4 and the measured 16
+    # every output is checked: each batch's 4 warm-up outputs and the 16 measured ones
+    assert len(r["batch_energies_per_op"]) == 5 and r["vectors"] == 5 * 4 + 16
 
 
 def test_warm_rerun_reads_the_cache(capsys):
@@ -94,3 +95,26 @@ def test_run_and_report(capsys, tmp_path):
     # re-rendered from its data: byte-identical
     assert cli.main(["report", "--from", str(tmp_path / "full"), "-o", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "report.md").read_text() == (tmp_path / "full" / "report.md").read_text()
+
+
+def test_energy_batches_share_the_operations_and_give_a_spread(capsys):
+    records, _ = run_json(capsys, "energy", "toy", "--config", "w8", "--ops", "33", "--batches", "3")
+    (r,) = records
+    batches = r["batch_energies_per_op"]
+    assert r["ops"] == 33 and len(batches) == 3  # 11 operations per batch
+    mean, spread = sum(batches) / 3, r["spread_2sigma_per_op"]
+    assert r["energy_geu_per_op"] == pytest.approx(mean, rel=1e-4)  # equal batches: the mean
+    sd = (sum((b - mean) ** 2 for b in batches) / 2) ** 0.5
+    assert spread == pytest.approx(2 * sd, abs=1e-5) and spread > 0  # different data per batch
+
+
+def test_energy_batches_round_up_to_whole_quanta():
+    from mpgen.flows.engine import Settings, energy_workloads
+    from mpgen.flows.units import get_unit
+
+    spec = get_unit("fineq")
+    comp = spec.build({"rows": 4, "cols": 4})
+    loads = energy_workloads(spec, comp, Settings(energy_ops=100, energy_batches=5, data="synthetic"))
+    (batches,) = loads.values()
+    assert [w.ops for w in batches] == [32, 32, 16, 16, 16]  # 7 vectors of 16 MACs, 112 >= 100
+    assert len({w.measure[0].inputs["a"][0] for w in batches}) > 1  # independent data

@@ -138,6 +138,9 @@ class UnitSpec:
         ``energy_modes(component) -> list[str]``: the operating modes energy is measured in.
     workload : str or callable, optional
         ``workload(component, mode, *, ops, seed, data) -> mpgen.sim.workload.Workload``.
+    op_quantum : str or callable, optional
+        ``op_quantum(component) -> int``: the workload's ``ops`` must be a multiple of it (the
+        engine rounds each energy batch up to one); ``None`` = 1.
     area_groups : mapping, optional
         Area breakdown columns: name → submodule patterns (``fnmatch``; ``"(top)"`` is the top
         module's own logic); ``None`` = one column per submodule.
@@ -165,6 +168,7 @@ class UnitSpec:
     regression_sizes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     energy_modes: str | Callable[..., Any] | None = None
     workload: str | Callable[..., Any] | None = None
+    op_quantum: str | Callable[..., Any] | None = None
     area_groups: Mapping[str, Sequence[str]] | None = None
     report_sections: tuple[str | Callable[..., Any], ...] = ()
     claims: str | Callable[..., Any] | None = None

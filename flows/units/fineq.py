@@ -41,6 +41,7 @@ SPEC = UnitSpec(
     },
     energy_modes="mpgen.sim.workloads:fineq_modes",
     workload="mpgen.sim.workloads:fineq_workload",
+    op_quantum="mpgen.sim.workloads:fineq_op_quantum",
     area_groups={
         "decoders": ["decoder_*"],
         "PEs": ["pe_*"],
