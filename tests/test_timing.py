@@ -8,8 +8,10 @@ import pytest
 
 from mpgen.flows.area import synthesize
 from mpgen.flows.cli import main
+from mpgen.flows.engine import verilog_of
 from mpgen.flows.timing import (TimingError, analyze, analyze_netlist, leakage_power_w,
                                 timing_library)
+from mpgen.flows.units import get_unit
 from mpgen.rtl.emit import to_verilog
 
 from abc_stime import ABC, abc_stime_ns, combinational_cut
@@ -83,8 +85,6 @@ def test_timing_agrees_with_abc_stime_within_10_percent(sg13g2_lib, tmp_path, un
     if unit == "toy":
         verilog = to_verilog(ToyStreamAdder(16), "toy")
     else:
-        from mpgen.flows.engine import verilog_of
-        from mpgen.flows.units import get_unit
         spec = get_unit(unit)
         verilog = verilog_of(spec, spec.configs[config], unit)
     synthesize(verilog, unit, liberty=sg13g2_lib, work_dir=tmp_path, netlist=True)

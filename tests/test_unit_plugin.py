@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mpgen.flows import cli, units
+from mpgen.flows.engine import Settings, energy_workloads
 from mpgen.flows.records import check_record
 from toy_design import toy_spec
 
@@ -109,10 +110,7 @@ def test_energy_batches_share_the_operations_and_give_a_spread(capsys):
 
 
 def test_energy_batches_round_up_to_whole_quanta():
-    from mpgen.flows.engine import Settings, energy_workloads
-    from mpgen.flows.units import get_unit
-
-    spec = get_unit("fineq")
+    spec = units.get_unit("fineq")
     comp = spec.build({"rows": 4, "cols": 4})
     loads = energy_workloads(spec, comp, Settings(energy_ops=100, energy_batches=5, data="synthetic"))
     (batches,) = loads.values()
