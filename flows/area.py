@@ -43,7 +43,7 @@ from typing import Mapping, Sequence
 
 from mpgen.rtl.emit import strip_source_locations
 
-from .timing import setup_overhead_ns, timing_library
+from .timing import TimingCell, clock_gate_cell, setup_overhead_ns, timing_library
 
 __all__ = [
     "GATE_COSTS",
@@ -368,6 +368,8 @@ class AreaReport:
     netlist_dir: str | None = None  # flat gate-level netlist for the energy flow, if written
     logic_depth: int | None = None  # cells on the longest path (synthesize(depth=True))
     clock_ns: float | None = None  # target clock of delay-driven mapping (synthesize(clock_ns=…))
+    clock_gating: bool = False  # idle registers clock-gated (synthesize(clock_gating=True))
+    clock_gates: int = 0  # integrated clock-gating cells inserted
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -431,20 +433,44 @@ def netlist_commands(top: str, lib: str | None) -> list[str]:
     return lines + ["write_verilog -noattr netlist.v"]
 
 
+#: Registers sharing an enable that get one integrated clock-gating cell (fewer keep their
+#: enable multiplexer: an ICG costs about as much as four of them).
+CLOCK_GATING_MIN_FFS = 4
+
+
+def icg_model(cell: TimingCell) -> str:
+    """Verilog model of a ``latch_posedge`` clock-gating cell for gate-level simulation (its
+    Liberty ``statetable`` has no ``function`` Yosys could turn into logic): the enable passes
+    a latch that is transparent while the clock is low, the gated clock is clock AND latch."""
+    _, en, ck, gclk, _ = cell.gate_pins
+    return (f"module {cell.name}({en}, {ck}, {gclk});\n  input {en};\n  input {ck};\n"
+            f"  output {gclk};\n  reg enable_latched;\n"
+            f"  always @* if (!{ck}) enable_latched = {en};\n"
+            f"  assign {gclk} = {ck} & enable_latched;\nendmodule\n")
+
+
 def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
-            depth: bool = False, delay_ps: int | None = None) -> str:
+            depth: bool = False, delay_ps: int | None = None,
+            icg: TimingCell | None = None) -> str:
     """One Yosys pass: hierarchical synthesis (mapped straight to the Liberty cells when
     given, without a generic ABC run first; delay-driven toward *delay_ps* of logic per
-    module, with buffering and gate sizing, when given), its statistics, then optionally the
-    flattened netlist for the energy flow and the logic depth of the flattened mapped design."""
+    module, with buffering and gate sizing, when given; registers with a shared enable
+    clock-gated with *icg* when given), its statistics, then optionally the flattened netlist
+    for the energy flow and the logic depth of the flattened mapped design."""
     lines = [f"read_verilog {top_file}", f"hierarchy -check -top {top}"]
     if lib is None:
         lines += [f"synth -top {top}", "tee -q -o hier.json stat -json"]
     else:
-        abc = f"abc -liberty {lib}"
-        if delay_ps is not None:
-            abc = f"abc -D {delay_ps} -constr {CONSTRAINTS_FILE} -liberty {lib}"
-        lines += [f"synth -top {top} -noabc", f"dfflibmap -liberty {lib}", abc,
+        # -constr: ABC buffers high-fanout nets and sizes gates (design-rule fixing, as every
+        # implementation flow does before timing); -D: toward a delay target
+        target = f"-D {delay_ps} " if delay_ps is not None else ""
+        abc = f"abc {target}-constr {CONSTRAINTS_FILE} -liberty {lib}"
+        lines.append(f"synth -top {top} -noabc")
+        if icg is not None:
+            _, en, ck, gclk, _ = icg.gate_pins
+            lines.append(f"clockgate -pos {icg.name} {en}:{ck}:{gclk} "
+                         f"-min_net_size {CLOCK_GATING_MIN_FFS}")
+        lines += [f"dfflibmap -liberty {lib}", abc,
                   "opt_clean", f"tee -q -o hier.json stat -json -liberty {lib}"]
     if netlist or depth:
         lines += ["flatten", "opt_clean"]
@@ -549,7 +575,7 @@ def _short_name(module: str, top: str) -> str:
 def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
                work_dir: Path | str | None = None, timeout_s: float | None = 1800,
                netlist: bool = False, depth: bool = False,
-               clock_ns: float | None = None) -> AreaReport:
+               clock_ns: float | None = None, clock_gating: bool = False) -> AreaReport:
     """Synthesise *verilog* (top module *top*) with Yosys in one pass and return its area.
 
     The design is synthesised hierarchically (one netlist per Amaranth submodule, as a
@@ -573,6 +599,9 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
             cells on the longest path between flip-flops and/or ports; a proxy, not timing).
         clock_ns: target clock period (needs *liberty*): ABC maps each module delay-driven
             toward it (``abc -D``, with buffering and gate sizing); :func:`delay_target_ps`.
+        clock_gating: (needs *liberty*) registers that share an enable (at least
+            :data:`CLOCK_GATING_MIN_FFS`) get the library's integrated clock-gating cell
+            instead of their enable multiplexers (Yosys ``clockgate``).
 
     Raises:
         YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
@@ -590,19 +619,24 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         nand2_cell, nand2_area = liberty_nand2(lib_path)
         if clock_ns is not None:
             delay_ps = delay_target_ps(clock_ns, lib_path)
+    icg = None
+    if clock_gating:
+        if lib_path is None:
+            raise ValueError("clock gating needs a Liberty file (its integrated clock-gating cell)")
+        icg = clock_gate_cell(timing_library(lib_path))
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-area-{top}-"))
     wd.mkdir(parents=True, exist_ok=True)
     wd = wd.resolve()
     for old in (*wd.glob("*.json"), wd / "ltp.txt"):
         old.unlink(missing_ok=True)
     (wd / f"{top}.v").write_text(strip_source_locations(verilog))
-    if delay_ps is not None:
+    if lib_path is not None:
         buf = _smallest_buffer(lib_cells)
         tlib = timing_library(lib_path)
         load_ff = 4 * min(tlib.cells[buf.name].input_cap.values()) * tlib.cap_unit_pf * 1000
         (wd / CONSTRAINTS_FILE).write_text(f"set_driving_cell {buf.name}\nset_load {load_ff:.2f}\n")
     script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth,
-                     delay_ps)
+                     delay_ps, icg)
     t0 = time.monotonic()
     run_yosys(script, wd, timeout_s)
     seconds = time.monotonic() - t0
@@ -652,6 +686,12 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         report.lib_cells = total[0]
         report.lib_cells_by_type = dict(report.cells_by_type)
     report.clock_ns = clock_ns
+    report.clock_gating = icg is not None
+    if icg is not None:
+        report.clock_gates = int(flat_cells.get(icg.name, 0))
+        if netlist:
+            with open(wd / "netlist.v", "a") as f:
+                f.write("\n" + icg_model(icg))
     if depth:
         report.logic_depth = _read_depth(wd, top)
     if netlist:

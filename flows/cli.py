@@ -22,6 +22,7 @@ progress stays on stderr), ``--jobs`` and ``--scheduler``.  Failures end with on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -39,7 +40,7 @@ from . import engine
 from .area import area_table, liberty_cells, liberty_nand2
 from .engine import Point, PointResult, Settings
 from .liberty import power_library
-from .timing import TimingError, timing_library
+from .timing import TimingError, clock_gate_cell, timing_library
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord,
                       to_dict)
 from .report import load_report_data, save_report_data, write_report
@@ -169,6 +170,33 @@ def _liberty(path: str | None) -> str | None:
     except (ValueError, KeyError, IndexError) as e:
         raise CLIError(f"cannot use Liberty file {path}: {e}") from None
     return str(p.resolve())
+
+
+def _gating(liberty: str | None, args) -> bool:
+    """The ``--clock-gating`` choice as the settings' default (``both`` is handled by
+    :func:`_gated_points`); ``on`` needs a Liberty file with a clock-gating cell."""
+    choice = getattr(args, "clock_gating", "auto")
+    if choice == "off":
+        return False
+    if liberty is None:
+        if choice in ("on", "both"):
+            raise CLIError("--clock-gating on/both needs --liberty (its integrated clock-gating cell)")
+        return False
+    try:
+        clock_gate_cell(timing_library(liberty))
+    except TimingError as e:
+        if choice in ("on", "both"):
+            raise CLIError(f"cannot clock-gate: {e}") from None
+        return False
+    return True
+
+
+def _gated_points(points: list[Point], args) -> list[Point]:
+    """With ``--clock-gating both``, each point ungated and gated (``+ungated``/``+gated``)."""
+    if getattr(args, "clock_gating", "auto") != "both":
+        return points
+    return [dataclasses.replace(p, config=f"{p.config}+{tag}", clock_gating=gated)
+            for p in points for tag, gated in (("ungated", False), ("gated", True))]
 
 
 def _has_timing(liberty: str | None, args, progress, needed: bool = False) -> bool:
@@ -435,9 +463,9 @@ def cmd_area(args, progress) -> int:
     spec = _spec(args.unit)
     liberty = _liberty(args.liberty)
     timed = _has_timing(liberty, args, progress)
-    points = _points(spec, args)
+    points = _gated_points(_points(spec, args), args)
     settings = Settings(regression=False, area=True, depth=args.depth, liberty=liberty,
-                        timing=timed, clock_ns=args.clock_ns)
+                        timing=timed, clock_ns=args.clock_ns, clock_gating=_gating(liberty, args))
     return _measure(points, settings, args, progress)
 
 
@@ -445,9 +473,9 @@ def cmd_timing(args, progress) -> int:
     spec = _spec(args.unit)
     liberty = _liberty(args.liberty)
     timed = _has_timing(liberty, args, progress, needed=True)
-    points = _points(spec, args)
+    points = _gated_points(_points(spec, args), args)
     settings = Settings(regression=False, area=True, depth=not timed, liberty=liberty,
-                        timing=timed, clock_ns=args.clock_ns)
+                        timing=timed, clock_ns=args.clock_ns, clock_gating=_gating(liberty, args))
     return _measure(points, settings, args, progress)
 
 
@@ -457,14 +485,14 @@ def cmd_energy(args, progress) -> int:
         raise CLIError(f"unit {spec.name} has no energy workloads")
     liberty = _liberty(args.liberty)
     timed = _has_timing(liberty, args, progress)
-    points = _points(spec, args)
+    points = _gated_points(_points(spec, args), args)
     if args.ops is not None and args.ops < 1:
         raise CLIError(f"--ops must be a positive number of operations, not {args.ops}")
     if args.batches < 1:
         raise CLIError(f"--batches must be at least 1, not {args.batches}")
     settings = Settings(regression=False, area=False, liberty=liberty, energy="all",
                         energy_ops=args.ops, energy_batches=args.batches, data=args.data, seed=0,
-                        timing=timed,
+                        timing=timed, clock_gating=_gating(liberty, args),
                         clock_ns=args.clock_ns)
     return _measure(points, settings, args, progress)
 
@@ -484,8 +512,8 @@ def _job(args, progress, energy: str) -> tuple[list[PointResult], str | None]:
     timed = _has_timing(liberty, args, progress)
     settings = Settings(regression=True, simulators=_simulators(args.simulator), quick=True,
                         seed=args.seed, area=True, liberty=liberty, energy=energy,
-                        timing=timed, clock_ns=args.clock_ns)
-    return _run(_job_points(args), settings, args, progress), liberty
+                        timing=timed, clock_ns=args.clock_ns, clock_gating=_gating(liberty, args))
+    return _run(_gated_points(_job_points(args), args), settings, args, progress), liberty
 
 
 def _write_report(data: dict, out: Path, progress) -> Path:
@@ -620,6 +648,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--clock-ns", type=float, metavar="T",
                         help="target clock period in ns (needs --liberty): delay-driven "
                              "synthesis toward it; timing reports slack and whether it closes")
+        sp.add_argument("--clock-gating", choices=["auto", "on", "off", "both"], default="auto",
+                        help="clock-gate registers that share an enable with the Liberty's "
+                             "integrated clock-gating cell (auto: when the Liberty has one; "
+                             "both: every configuration with and without)")
 
     def job_args(sp):
         sp.add_argument("-o", "--output", metavar="DIR", default="mpgen-out",

@@ -48,6 +48,7 @@ from mpgen.sim.workload import Workload
 
 from .area import NON_LOGIC_CELLS, cell_cost, synthesize
 from .liberty import power_library
+from .timing import timing_library
 
 __all__ = ["GateNetlist", "gate_netlist", "EnergyModel", "energy_model", "ToggleRun",
            "ModeEnergy", "EnergyReport", "measure_energy",
@@ -187,7 +188,15 @@ def energy_model(netlist: GateNetlist, *, clock: str = "clk",
                     drivers[b] = (ctype, pin)
                 else:
                     loads.setdefault(b, []).append((ctype, pin))
-    clock_bits = frozenset(m["ports"][clock]["bits"]) if clock in m["ports"] else frozenset()
+    clock_bits = set(m["ports"][clock]["bits"]) if clock in m["ports"] else set()
+    if lib is not None:  # gated clocks: the outputs of integrated clock-gating cells
+        tlib = timing_library(netlist.liberty)
+        for c in m["cells"].values():
+            cell = tlib.cells.get(c["type"])
+            if cell is not None and cell.gate_pins:
+                clock_bits.update(b for b in c["connections"].get(cell.gate_pins[3], [])
+                                  if isinstance(b, int))
+    clock_bits = frozenset(clock_bits)
     all_bits = set(drivers) | set(loads)
     for p in m["ports"].values():
         all_bits.update(b for b in p["bits"] if isinstance(b, int))

@@ -70,12 +70,17 @@ Progress = Callable[[str], None]
 @dataclasses.dataclass(frozen=True)
 class Point:
     """One (unit, configuration) to measure; ``config`` names it in records and reports.
-    ``clock_ns`` (a sweep axis) overrides the target clock of the settings for this point."""
+    ``clock_ns`` (a sweep axis) and ``clock_gating`` override the settings for this point."""
 
     unit: str
     config: str
     params: Mapping[str, Any]
     clock_ns: float | None = None
+    clock_gating: bool | None = None
+
+    def gated(self, settings: "Settings") -> bool:
+        """Whether this point's registers are clock-gated (its own choice, else the settings')."""
+        return settings.clock_gating if self.clock_gating is None else self.clock_gating
 
     def clock(self, settings: "Settings") -> float | None:
         """The target clock period of this point (its own, else the settings')."""
@@ -112,6 +117,7 @@ class Settings:
     data: str = "auto"
     timing: bool = True
     clock_ns: float | None = None
+    clock_gating: bool = False
 
     def __post_init__(self) -> None:
         for name in ("energy_ops", "energy_batches"):
@@ -131,7 +137,8 @@ class Settings:
     def wants_energy(self, spec: UnitSpec, config: str) -> bool:
         if not spec.has_energy or self.energy == "none":
             return False
-        return self.energy == "all" or config in spec.energy_default
+        base = config.removesuffix("+gated").removesuffix("+ungated")  # --clock-gating both
+        return self.energy == "all" or base in spec.energy_default
 
 
 @dataclasses.dataclass
@@ -292,6 +299,7 @@ def _stage_paths(task: _Task, verilog: str) -> dict[str, Any]:
     if s.area or task.energy:
         k = _key("area", verilog=vsha, liberty=task.liberty_sha, depth=s.depth,
                  netlist=task.energy or s.wants_timing, clock_ns=p.clock(s),
+                 clock_gating=p.gated(s) if s.liberty else False,
                  code=task.fingerprints["area"], tools=task.tools)
         out["area"] = root / "area" / f"{p.unit}-{k}.json"
         if s.wants_timing:
@@ -364,7 +372,7 @@ def _area_record(point: Point, spec: UnitSpec, rep: AreaReport) -> AreaRecord:
         nand2_area_um2=rep.nand2_area_um2, logic_depth=rep.logic_depth, groups=groups,
         submodules={k: dataclasses.asdict(v) for k, v in rep.submodules.items()},
         cells_by_type=dict(rep.cells_by_type), yosys=rep.yosys, seconds=rep.synth_seconds,
-        clock_ns=rep.clock_ns)
+        clock_ns=rep.clock_ns, clock_gating=rep.clock_gating, clock_gates=rep.clock_gates)
 
 
 def _timing_record(point: Point, rep: TimingReport, area: AreaRecord,
@@ -394,7 +402,8 @@ def area_report(rec: AreaRecord) -> AreaReport:
         "nand2_cell": rec.nand2_cell, "nand2_area_um2": rec.nand2_area_um2,
         "lib_cells": rec.cells if rec.liberty else None,
         "lib_cells_by_type": rec.cells_by_type if rec.liberty else None,
-        "logic_depth": rec.logic_depth, "clock_ns": rec.clock_ns})
+        "logic_depth": rec.logic_depth, "clock_ns": rec.clock_ns,
+        "clock_gating": rec.clock_gating, "clock_gates": rec.clock_gates})
 
 
 def _energy_records(point: Point, rep: EnergyReport, area: AreaRecord | None,
@@ -428,7 +437,8 @@ def _energy_records(point: Point, rep: EnergyReport, area: AreaRecord | None,
             netlist_cells=rep.netlist_cells, nets_observed=rep.nets_observed,
             seconds=rep.seconds, corner=timing.corner if timing else "",
             batch_energies_per_op=list(m.batches), spread_2sigma_per_op=m.spread_2sigma,
-            simulator="verilator (gate-level, toggle coverage)", **fig))
+            simulator="verilator (gate-level, toggle coverage)",
+            clock_gating=bool(area.clock_gating) if area is not None else False, **fig))
     return out
 
 
@@ -502,10 +512,12 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
             netlist = task.energy or s.wants_timing
             if got is None or (netlist and not (work / "netlist.v").is_file()):
                 clock = p.clock(s)
+                gated = p.gated(s) and s.liberty is not None
                 say(f"{p.label}: synthesis" + (f" with {Path(s.liberty).name}" if s.liberty else "")
-                    + (f" toward {clock:g} ns" if clock else ""))
+                    + (f" toward {clock:g} ns" if clock else "") + (", clock-gated" if gated else ""))
                 rep = synthesize(verilog, p.unit, liberty=s.liberty, work_dir=work,
-                                 netlist=netlist, depth=s.depth, clock_ns=clock)
+                                 netlist=netlist, depth=s.depth, clock_ns=clock,
+                                 clock_gating=gated)
                 got = [_area_record(p, spec, rep)]
                 _store(paths["area"], got)
             area = got[0]

@@ -74,6 +74,8 @@ class AreaRecord(Record):
     yosys: str = ""
     seconds: float = 0.0
     clock_ns: float | None = None
+    clock_gating: bool = False
+    clock_gates: int = 0
 
     kind = "area"
 

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 from . import engine
 from .area import check_clock_ns
 from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord
-from .timing import TimingError, timing_library
+from .timing import TimingError, clock_gate_cell, timing_library
 from .units import get_unit, parse_params
 
 __all__ = [
@@ -313,6 +313,7 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
               jobs: int | None = None, liberty: Path | str | None = None, quick: bool = True,
               seed: int = 1, simulator: str = "verilator", out_dir: Path | str | None = None,
               force: bool = False, energy: bool = True, energy_ops: int | None = None,
+              clock_gating: bool | None = None,
               progress: Progress | None = engine.stderr_progress,
               on_result: Callable[[dict], None] | None = None) -> SweepResult:
     """Run every point of *grid* for *unit* through the engine; return the rows (grid order).
@@ -327,6 +328,8 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         out_dir: if given, ``sweep.csv`` and ``sweep.json`` are written there.
         force: recompute what is cached.
         energy: measure energy per operation per mode; *energy_ops*: operations per mode.
+        clock_gating: clock-gate registers sharing an enable (default: when the Liberty file
+            has an integrated clock-gating cell).
         progress: progress lines (``None``: silent).
         on_result: called with each row as it is recorded.
 
@@ -356,18 +359,28 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         raise ValueError(f"a {CLOCK_AXIS} grid needs a Liberty file: timing comes from its "
                          "delay tables")
     timed = lib is not None
+    gated = False
     if lib is not None:
         try:
-            timing_library(lib)
+            tlib = timing_library(lib)
         except TimingError as e:
-            if CLOCK_AXIS in grid:
+            if CLOCK_AXIS in grid or clock_gating:
                 raise
             say(f"{e}: no timing stage")
             timed = False
+        else:
+            try:
+                clock_gate_cell(tlib)
+                gated = clock_gating is not False
+            except TimingError:
+                if clock_gating:
+                    raise
+    elif clock_gating:
+        raise ValueError("clock gating needs a Liberty file (its integrated clock-gating cell)")
     settings = engine.Settings(regression=spec.regression is not None, simulators=(simulator,),
                                quick=quick, seed=seed, area=True, depth=True, liberty=lib,
                                energy="all" if energy else "none", energy_ops=energy_ops,
-                               timing=timed)
+                               timing=timed, clock_gating=gated)
     engine_points = [engine.Point(unit, point_label(p),
                                   {k: v for k, v in p.items() if k != CLOCK_AXIS},
                                   p.get(CLOCK_AXIS)) for p in points]
@@ -420,6 +433,9 @@ def add_sweep_arguments(parser) -> None:
                         help="print the sweep's rows as a JSON list on stdout")
     parser.add_argument("--force", action="store_true",
                         help="recompute every point even if it is cached")
+    parser.add_argument("--clock-gating", choices=["auto", "on", "off"], default="auto",
+                        help="clock-gate registers that share an enable (auto: when the Liberty "
+                             "file has an integrated clock-gating cell)")
     parser.add_argument("--no-energy", dest="energy", action="store_false",
                         help="skip the gate-level energy simulation of each point")
     parser.add_argument("--energy-ops", type=int, metavar="N",
@@ -447,7 +463,8 @@ def cmd_sweep(args, progress: Progress) -> int:
         result = run_sweep(args.unit, grid, executor=executor, jobs=args.jobs,
                            liberty=args.liberty, seed=args.seed, simulator=args.simulator,
                            out_dir=out, force=args.force,
-                           energy=args.energy, energy_ops=args.energy_ops, progress=progress)
+                           energy=args.energy, energy_ops=args.energy_ops, progress=progress,
+                           clock_gating={"auto": None, "on": True, "off": False}[args.clock_gating])
     finally:
         if client is not None:
             client.close()

@@ -35,7 +35,7 @@ from .liberty import Group, parse_liberty
 __all__ = ["LookupTable", "TimingArc", "TimingCell", "TimingLibrary", "timing_library",
            "PathStep", "TimingPath", "TimingReport", "analyze", "analyze_netlist",
            "TimingError", "PATH_GROUPS", "DEFAULT_INPUT_TRANSITION_NS", "leakage_power_w",
-           "setup_overhead_ns"]
+           "setup_overhead_ns", "clock_gate_cell"]
 
 #: Path groups, in report order.
 PATH_GROUPS = ("reg-to-reg", "in-to-reg", "reg-to-out", "in-to-out")
@@ -110,6 +110,8 @@ class TimingCell:
     clock_gate: bool  # clock_gating_integrated_cell: its output is a clock
     delay_arcs: tuple[TimingArc, ...]  # arcs into output pins
     setup_arcs: tuple[TimingArc, ...]  # setup_rising/setup_falling of input pins
+    #: (style, enable pin, clock pin, gated clock pin, other inputs) of a clock-gating cell
+    gate_pins: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +177,13 @@ def _timing_library_cached(path: str, mtime: float) -> TimingLibrary:
         name = c.args[0] if c.args else ""
         inputs, outputs, clocks = {}, [], set()
         delay, setup = [], []
+        roles: dict[str, str] = {}
         for p in c.sub("pin"):
             pname = p.args[0]
             direction = p.attrs.get("direction", "")
+            for role in ("clock_gate_enable_pin", "clock_gate_clock_pin", "clock_gate_out_pin"):
+                if p.attrs.get(role) == "true":
+                    roles[role] = pname
             if direction == "input":
                 caps = [float(p.attrs[k]) for k in ("capacitance", "rise_capacitance", "fall_capacitance")
                         if k in p.attrs]
@@ -197,9 +203,16 @@ def _timing_library_cached(path: str, mtime: float) -> TimingLibrary:
                     setup.append(arc)
         sequential = bool(c.sub("ff") or c.sub("latch") or c.sub("statetable"))
         leak = float(c.attrs.get("cell_leakage_power", lib.attrs.get("default_cell_leakage_power", 0)))
+        gate = None
+        style = c.attrs.get("clock_gating_integrated_cell")
+        if style and len(roles) == 3:
+            others = tuple(sorted(set(inputs) - {roles["clock_gate_enable_pin"],
+                                                 roles["clock_gate_clock_pin"]}))
+            gate = (style, roles["clock_gate_enable_pin"], roles["clock_gate_clock_pin"],
+                    roles["clock_gate_out_pin"], others)
         cells[name] = TimingCell(name, float(c.attrs.get("area", 0.0)), leak, inputs, tuple(outputs),
-                                 tuple(sorted(clocks)), sequential,
-                                 "clock_gating_integrated_cell" in c.attrs, tuple(delay), tuple(setup))
+                                 tuple(sorted(clocks)), sequential, style is not None, tuple(delay),
+                                 tuple(setup), gate)
     if not cells:
         raise TimingError(f"{path}: no cells in the Liberty file")
     if not any(cell.delay_arcs for cell in cells.values()):
@@ -222,6 +235,18 @@ def timing_library(liberty: Path | str) -> TimingLibrary:
     if not p.is_file():
         raise FileNotFoundError(f"Liberty file not found: {liberty}")
     return _timing_library_cached(str(p), p.stat().st_mtime)
+
+
+def clock_gate_cell(lib: TimingLibrary) -> TimingCell:
+    """The library's smallest integrated clock-gating cell for rising-edge registers (a
+    ``latch_posedge`` cell with enable, clock and gated-clock pins and no other input);
+    ``TimingError`` if there is none."""
+    cands = [c for c in lib.cells.values()
+             if c.gate_pins and c.gate_pins[0] == "latch_posedge" and not c.gate_pins[4]]
+    if not cands:
+        raise TimingError(f"{lib.path} has no integrated clock-gating cell (latch_posedge) "
+                          "for clock gating")
+    return min(cands, key=lambda c: (c.area, c.name))
 
 
 def leakage_power_w(cells_by_type: Mapping[str, int], lib: TimingLibrary) -> float:

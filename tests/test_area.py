@@ -64,7 +64,9 @@ def test_one_yosys_pass_without_generic_abc_before_the_liberty_mapping(tmp_path)
     text = (tmp_path / "area.ys").read_text()
     assert text.count("synth ") == 1 and "synth -top toy -noabc" in text
     abc_lines = [ln for ln in text.splitlines() if ln.split()[0] == "abc"]
-    assert abc_lines == [abc_lines[0]] and abc_lines[0].startswith("abc -liberty ")
+    # one library mapping, with buffering and sizing (-constr: driving cell and output load)
+    assert abc_lines == [abc_lines[0]] and abc_lines[0].startswith("abc -constr abc.constr -liberty ")
+    assert (tmp_path / "abc.constr").read_text().startswith("set_driving_cell sg13g2_buf_1\n")
     assert "design -load" not in text
 
 
