@@ -454,7 +454,11 @@ def energy_report(records: Sequence[EnergyRecord]) -> dict[str, Any]:
                                "breakdown": dict(r.breakdown_per_op), "mismatches": r.mismatches,
                                "checked": r.vectors, "source": r.source,
                                "batches": list(r.batch_energies_per_op),
-                               "spread_2sigma": r.spread_2sigma_per_op or 0.0} for r in records}}
+                               "spread_2sigma": r.spread_2sigma_per_op or 0.0,
+                               "dynamic": r.dynamic_pj_per_op, "leakage": r.leakage_pj_per_op,
+                               "clock_ns": r.clock_ns, "gops_per_w": r.gops_per_w,
+                               "power_mw": r.power_mw, "clock_gating": r.clock_gating}
+                      for r in records}}
 
 
 def energy_workloads(spec: UnitSpec, comp, settings: Settings) -> dict[str, list]:

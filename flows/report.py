@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .area import AreaReport, area_table, submodule_groups
 from .engine import area_report, energy_report
-from .records import AreaRecord, EnergyRecord, RegressionRecord, from_dict
+from .records import AreaRecord, EnergyRecord, RegressionRecord, TimingRecord, from_dict
 from .units import UnitSpec, get_unit, resolve
 
 __all__ = [
@@ -302,13 +302,19 @@ def units_view(data: Mapping) -> dict:
         rec = from_dict(d)
         entry = view.setdefault(rec.unit, {}).setdefault(
             rec.config, {"params": dict(rec.params), "regression": {}, "area": None,
-                         "energy": None})
+                         "energy": None, "timing": None})
         if isinstance(rec, RegressionRecord):
             entry["regression"][rec.simulator] = {
                 "vectors": rec.vectors, "mismatches": rec.mismatches, "passed": rec.passed,
                 "seconds": rec.seconds, "quick": rec.quick, "seed": rec.seed}
         elif isinstance(rec, AreaRecord):
             entry["area"] = area_report(rec).to_dict()
+        elif isinstance(rec, TimingRecord):
+            entry["timing"] = {k: getattr(rec, k) for k in (
+                "critical_path_ns", "fmax_mhz", "clock_ns", "slack_ns", "closes", "area_um2",
+                "nand2_eq", "critical_group", "corner")}
+            crit = next((p for p in rec.paths if p["group"] == rec.critical_group), None)
+            entry["timing"]["path"] = f"{crit['start']} → {crit['end']}" if crit else ""
         elif isinstance(rec, EnergyRecord):
             energies.setdefault((rec.unit, rec.config), []).append(rec)
     for (unit, config), recs in energies.items():
@@ -833,6 +839,31 @@ def _area_section(data: Mapping) -> list[str]:
             "the hierarchical synthesis (docs/area.md).", ""] + out
 
 
+def _timing_section(data: Mapping) -> list[str]:
+    rows = []
+    corner = ""
+    for unit, configs in units_view(data).items():
+        for config, entry in configs.items():
+            t = (entry or {}).get("timing")
+            if not t:
+                continue
+            corner = corner or t.get("corner", "")
+            rows.append((unit, config, fmt(t.get("critical_path_ns"), 3), fmt(t.get("fmax_mhz")),
+                         "–" if t.get("clock_ns") is None else fmt(t["clock_ns"], 2),
+                         "–" if t.get("slack_ns") is None else f"{t['slack_ns']:+.3f}",
+                         "–" if t.get("closes") is None else ("yes" if t["closes"] else "no"),
+                         fmt(t.get("area_um2")), t.get("critical_group", ""), t.get("path", "")))
+    if not rows:
+        return []
+    head = ["unit", "config", "critical path ns", "fmax MHz", "clock ns", "slack ns", "closes",
+            "µm² at that clock", "worst group", "start → end"]
+    return ["## Timing", "",
+            f"Static timing of each mapped netlist from the Liberty delay tables ({corner}): "
+            "the clock period it needs (worst path of every group, setup included) and fmax; "
+            "ideal clock, no wires (docs/timing.md).", "",
+            md_table(head, rows, "ll" + "r" * 6 + "ll")]
+
+
 def _energy_section(data: Mapping) -> list[str]:
     reports = _energy_reports(data)
     if not reports:
@@ -841,20 +872,33 @@ def _energy_section(data: Mapping) -> list[str]:
     extra = sorted({k for _, _, r in reports for m in r["modes"].values()
                     for k in (m.get("breakdown") or {}) if k not in ENERGY_PARTS})
     parts = list(ENERGY_PARTS) + extra
+    leak = any(m.get("leakage") is not None for _, _, r in reports for m in r["modes"].values())
     for unit, config, rep in reports:
         for mode, m in rep["modes"].items():
             b = m.get("breakdown") or {}
-            rows.append((unit, config, mode, m.get("op_name", "–"), fmt_energy(m.get("energy_per_op")),
-                         rep.get("energy_unit", "?"), *(fmt_energy(b.get(p)) for p in parts),
-                         fmt(m.get("ops")), fmt(m.get("cycles")), fmt(m.get("mismatches"))))
-    head = ["unit", "config", "mode", "op", "energy/op", "unit"] + parts + ["ops", "cycles",
-                                                                           "mismatches"]
+            row = [unit, config, mode, m.get("op_name", "–"), fmt_energy(m.get("energy_per_op")),
+                   rep.get("energy_unit", "?"), *(fmt_energy(b.get(p)) for p in parts)]
+            if leak:
+                row += [fmt_energy(m.get("leakage")), fmt(m.get("clock_ns"), 2),
+                        fmt(m.get("gops_per_w"))]
+            row += [f"± {fmt_energy(m.get('spread_2sigma'))} ({len(m.get('batches') or [])})",
+                    "on" if m.get("clock_gating") else "off", fmt(m.get("ops")),
+                    fmt(m.get("cycles")), fmt(m.get("mismatches"))]
+            rows.append(row)
+    head = ["unit", "config", "mode", "op", "energy/op", "unit"] + parts
+    if leak:
+        head += ["leakage", "clock ns", "GOPS/W"]
+    head += ["± 2σ (batches)", "clock gating", "ops", "cycles", "mismatches"]
     note = (f" Energy unit GEU: {_GEU_NOTE}." if any(r.get("energy_unit") == "GEU"
                                                      for _, _, r in reports) else "")
+    leak_note = (" Energy/op = dynamic (internal + switching + clock) + leakage of the cells "
+                 "over the operation's cycles at the clock (the target clock, else fmax); GOPS/W "
+                 "counts the record's own operation." if leak else "")
     return ["## Energy per operation", "",
             "Per operation of each mode, from the gate-level toggle counts of a workload "
-            "simulation; breakdown columns per op, same unit." + note, "",
-            md_table(head, rows, "llll" + "r" + "l" + "r" * (len(parts) + 3))]
+            "simulation, in independent batches (± twice their standard deviation); breakdown "
+            "columns per op, same unit." + leak_note + note, "",
+            md_table(head, rows, "llll" + "r" + "l" + "r" * (len(head) - 6))]
 
 
 def energy_of(data: Mapping, unit: str, config: str, mode: str | None = None):
@@ -1030,7 +1074,8 @@ def write_report(data: Mapping, out_dir: Path | str, *, title: str = "mpgen repo
         fig.clear()
 
     md = [f"# {title}", ""] + _meta_section(data)
-    for section in (_claims_section, _regression_section, _area_section, _energy_section, _sweep_section,
+    for section in (_claims_section, _regression_section, _area_section, _timing_section,
+                    _energy_section, _sweep_section,
                     _model_energy_section, _quality_section):
         lines = section(data)
         if lines:

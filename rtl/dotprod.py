@@ -309,8 +309,10 @@ class BlockDotProduct(wiring.Component):
                 return dict(values), valid
             regs = {}
             for name, v in values.items():
-                regs[name] = r = Signal.like(v, name=f"{name}_s") if isinstance(v, Signal) \
-                    else Signal(v.shape(), name=f"{name}_s")
+                # no reset: a stage's data is only used with its valid bit (which has one), and
+                # reset-less registers that share an enable can be clock-gated
+                regs[name] = r = Signal.like(v, name=f"{name}_s", reset_less=True) \
+                    if isinstance(v, Signal) else Signal(v.shape(), name=f"{name}_s", reset_less=True)
                 with m.If(advance):
                     m.d.sync += r.eq(v)
             v_reg = Signal(name="valid_s")

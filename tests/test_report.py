@@ -15,8 +15,8 @@ import re
 import pytest
 
 from mpgen.flows.area import AreaReport, SubmoduleArea, area_table, submodule_groups
-from mpgen.flows.records import (AreaRecord, EnergyRecord, RegressionRecord, check_record,
-                                 from_dict, to_dict)
+from mpgen.flows.records import (AreaRecord, EnergyRecord, RegressionRecord, TimingRecord,
+                                 check_record, from_dict, to_dict)
 from mpgen.flows.report import (FIGURES, _sweep_section, fig_area_breakdown, fig_energy_modes,
                                 fig_model_energy, fig_quality, fig_sweep, figure_caption,
                                 load_report_data, save_report_data, sweep_figures, units_view,
@@ -455,3 +455,22 @@ def test_claims_table_next_to_the_papers(tmp_path):
     assert "18.0% less energy (17.0% with the classifier)" in claims  # stories260K at 90 %
     bare = write_report({"meta": dict(META)}, tmp_path / "bare").read_text()
     assert "papers' claims" not in bare
+
+
+def test_timing_section_lists_every_timed_configuration(tmp_path):
+    data = make_data()
+    base = {"unit": "dotprod", "params": {}}
+    path = {"group": "reg-to-reg", "start": "a_q", "end": "acc (D)", "arrival_ns": 9.9,
+            "setup_ns": 0.1, "required_period_ns": 10.0, "steps": []}
+    data["records"] += [to_dict(TimingRecord(**base, config="mixed-split", critical_path_ns=10.0,
+                                             fmax_mhz=100.0, critical_group="reg-to-reg",
+                                             paths=[path], corner="typ (1.2 V)", area_um2=1000.0)),
+                        to_dict(TimingRecord(**base, config="fp8-only", critical_path_ns=6.0,
+                                             fmax_mhz=166.67, clock_ns=5.0, slack_ns=-1.0,
+                                             closes=False, area_um2=900.0))]
+    md = write_report(data, tmp_path).read_text()
+    section = md[md.index("## Timing"):]
+    section = section[:section.index("\n## ", 5)]
+    assert "typ (1.2 V)" in section and "a_q → acc (D)" in section
+    assert "| dotprod | mixed-split | 10.000 | 100.0 | – | – | – | 1,000.0 | reg-to-reg |" in section
+    assert "| dotprod | fp8-only | 6.000 | 166.7 | 5.00 | -1.000 | no | 900.0 |" in section
