@@ -225,10 +225,13 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> list[Record] | None:
+def _load(path: Path, point: Point) -> list[Record] | None:
+    """The records cached at *path*, named after *point* (the key does not hold the name: two
+    jobs may give the same configuration different names), or None."""
     try:
         data = json.loads(path.read_text())
-        return [dataclasses.replace(from_dict(d), cached=True) for d in data]
+        return [dataclasses.replace(from_dict(d), cached=True, config=point.config)
+                for d in data]
     except (OSError, ValueError, TypeError):
         return None  # missing, half-written or of another schema: recompute
 
@@ -327,7 +330,7 @@ def _cached_result(task: _Task) -> PointResult | None:
                  paths.get("energy")]:
         if path is None:
             continue
-        got = _load(path)
+        got = _load(path, task.point)
         if got is None:
             return None
         records += got
@@ -501,7 +504,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
         paths = _stage_paths(task, verilog)
         for sim, path in paths["regression"].items():
             stage = "regression"
-            got = None if task.force else _load(path)
+            got = None if task.force else _load(path, p)
             if got is None:
                 if spec.regression is None:
                     continue
@@ -512,7 +515,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
         if "area" in paths:
             stage = "area"
             work = Path(paths["area"]).with_suffix("")
-            got = None if task.force else _load(paths["area"])
+            got = None if task.force else _load(paths["area"], p)
             netlist = task.energy or s.wants_timing
             if got is None or (netlist and not (work / "netlist.v").is_file()):
                 clock = p.clock(s)
@@ -529,7 +532,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
                 records += got
         if "timing" in paths:
             stage = "timing"
-            got = None if task.force else _load(paths["timing"])
+            got = None if task.force else _load(paths["timing"], p)
             if got is None:
                 say(f"{p.label}: static timing")
                 work = Path(paths["area"]).with_suffix("")
@@ -540,7 +543,7 @@ def run_point(task: _Task, progress: Progress | None = None) -> PointResult:
             records += got
         if "energy" in paths:
             stage = "energy"
-            got = None if task.force else _load(paths["energy"])
+            got = None if task.force else _load(paths["energy"], p)
             if got is None:
                 say(f"{p.label}: gate-level energy")
                 comp = _component(spec, p.params)

@@ -116,3 +116,10 @@ def test_energy_batches_round_up_to_whole_quanta():
     (batches,) = loads.values()
     assert [w.ops for w in batches] == [32, 32, 16, 16, 16]  # 7 vectors of 16 MACs, 112 >= 100
     assert len({w.measure[0].inputs["a"][0] for w in batches}) > 1  # independent data
+
+
+def test_cached_records_take_the_name_of_the_point_asking(capsys):
+    first, _ = run_json(capsys, "area", "toy", "--config", "w4")
+    again, _ = run_json(capsys, "area", "toy", "--param", "width=4")  # the same parameters
+    assert again[0]["cached"] and again[0]["nand2_eq"] == first[0]["nand2_eq"]
+    assert (first[0]["config"], again[0]["config"]) == ("w4", "width=4")
