@@ -451,7 +451,7 @@ def icg_model(cell: TimingCell) -> str:
 
 def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
             depth: bool = False, delay_ps: int | None = None,
-            icg: TimingCell | None = None) -> str:
+            icg: TimingCell | None = None, sequential: Sequence[str] = ()) -> str:
     """One Yosys pass: hierarchical synthesis (mapped straight to the Liberty cells when
     given, without a generic ABC run first; delay-driven toward *delay_ps* of logic per
     module, with buffering and gate sizing, when given; registers with a shared enable
@@ -477,7 +477,10 @@ def _script(top_file: str, top: str, lib: str | None, netlist: bool = False,
     if depth:
         if lib is not None:
             lines.append(f"read_liberty -lib -ignore_miss_dir {lib}")  # cell port directions
-        lines.append("tee -q -o ltp.txt ltp -noff")
+        # ltp -noff knows Yosys's own flip-flops only: leave the library's sequential cells out
+        # of the selection, so that paths end at them
+        cut = "".join(f" t:{name} %d" for name in sequential)
+        lines.append(f"tee -q -o ltp.txt ltp -noff{' *' + cut if cut else ''}")
     if netlist:
         lines += netlist_commands(top, lib)
     return "\n".join(lines) + "\n"
@@ -635,8 +638,11 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         tlib = timing_library(lib_path)
         load_ff = 4 * min(tlib.cells[buf.name].input_cap.values()) * tlib.cap_unit_pf * 1000
         (wd / CONSTRAINTS_FILE).write_text(f"set_driving_cell {buf.name}\nset_load {load_ff:.2f}\n")
+    sequential = ()
+    if lib_path is not None and depth:
+        sequential = sorted(n for n, c in timing_library(lib_path).cells.items() if c.sequential)
     script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth,
-                     delay_ps, icg)
+                     delay_ps, icg, sequential)
     t0 = time.monotonic()
     run_yosys(script, wd, timeout_s)
     seconds = time.monotonic() - t0

@@ -185,3 +185,14 @@ def test_timing_needs_delay_tables(tmp_path, capsys):
                    ' pin (Y) { direction : output; function : "!(A&B)"; } } }\n')
     assert main(["timing", "dotprod", "--liberty", str(lib)]) == 1
     assert "no timing data" in capsys.readouterr().err
+
+
+def test_liberty_logic_depth_stops_at_the_library_flip_flops(sg13g2_lib, tmp_path):
+    # Yosys ltp -noff only knows its own flip-flops; with the library's ones left out of the
+    # selection its longest path is one register stage, like the timing's (84 vs 81 cells on
+    # dotprod fp8-only, where counting through the flip-flops gave 678)
+    rep = synthesize(to_verilog(ToyStreamAdder(16), "toy"), "toy", liberty=sg13g2_lib,
+                     work_dir=tmp_path, netlist=True, depth=True)
+    t = analyze_netlist(tmp_path / "netlist.json", "toy", sg13g2_lib)
+    longest = max(len(p.steps) - 1 for p in t.paths.values())
+    assert longest <= rep.logic_depth <= longest + 3
