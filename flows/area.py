@@ -43,7 +43,7 @@ from typing import Mapping, Sequence
 
 from mpgen.rtl.emit import strip_source_locations
 
-from .timing import TimingCell, clock_gate_cell, setup_overhead_ns, timing_library
+from .timing import TimingCell, TimingError, clock_gate_cell, setup_overhead_ns, timing_library
 
 __all__ = [
     "GATE_COSTS",
@@ -66,6 +66,7 @@ __all__ = [
     "delay_target_ps",
     "check_clock_ns",
     "CONSTRAINTS_FILE",
+    "clock_gating_for",
 ]
 
 
@@ -438,6 +439,25 @@ def netlist_commands(top: str, lib: str | None) -> list[str]:
 CLOCK_GATING_MIN_FFS = 4
 
 
+def clock_gating_for(liberty: Path | str | None, wanted: bool | None = None) -> bool:
+    """Whether to clock-gate with *liberty*: *wanted* ``False``, ``True`` (required: an error
+    says why it cannot be), or ``None`` (when the Liberty file has an integrated clock-gating
+    cell)."""
+    if wanted is False:
+        return False
+    if liberty is None:
+        if wanted:
+            raise ValueError("clock gating needs a Liberty file (its integrated clock-gating cell)")
+        return False
+    try:
+        clock_gate_cell(timing_library(liberty))
+    except TimingError as e:
+        if wanted:
+            raise TimingError(f"cannot clock-gate: {e}") from None
+        return False
+    return True
+
+
 def icg_model(cell: TimingCell) -> str:
     """Verilog model of a ``latch_posedge`` clock-gating cell for gate-level simulation (its
     Liberty ``statetable`` has no ``function`` Yosys could turn into logic): the enable passes
@@ -610,7 +630,7 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         YosysError: Yosys failed. UnknownCellError: a cell has no cost/area.
         FileNotFoundError: *liberty* does not exist.
     """
-    lib_path = None
+    lib_path = tlib = None
     delay_ps = None
     if clock_ns is not None:
         clock_ns = check_clock_ns(clock_ns)
@@ -620,27 +640,27 @@ def synthesize(verilog: str, top: str, *, liberty: Path | str | None = None,
         lib_path = Path(liberty).expanduser().resolve()
         lib_cells = liberty_cells(lib_path)  # also validates the file before Yosys runs
         nand2_cell, nand2_area = liberty_nand2(lib_path)
+        tlib = timing_library(lib_path)
         if clock_ns is not None:
             delay_ps = delay_target_ps(clock_ns, lib_path)
     icg = None
     if clock_gating:
-        if lib_path is None:
+        if tlib is None:
             raise ValueError("clock gating needs a Liberty file (its integrated clock-gating cell)")
-        icg = clock_gate_cell(timing_library(lib_path))
+        icg = clock_gate_cell(tlib)
     wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"mpgen-area-{top}-"))
     wd.mkdir(parents=True, exist_ok=True)
     wd = wd.resolve()
     for old in (*wd.glob("*.json"), wd / "ltp.txt"):
         old.unlink(missing_ok=True)
     (wd / f"{top}.v").write_text(strip_source_locations(verilog))
-    if lib_path is not None:
+    if tlib is not None:
         buf = _smallest_buffer(lib_cells)
-        tlib = timing_library(lib_path)
         load_ff = 4 * min(tlib.cells[buf.name].input_cap.values()) * tlib.cap_unit_pf * 1000
         (wd / CONSTRAINTS_FILE).write_text(f"set_driving_cell {buf.name}\nset_load {load_ff:.2f}\n")
     sequential = ()
-    if lib_path is not None and depth:
-        sequential = sorted(n for n, c in timing_library(lib_path).cells.items() if c.sequential)
+    if tlib is not None and depth:
+        sequential = sorted(n for n, c in tlib.cells.items() if c.sequential)
     script = _script(f"{top}.v", top, relative_path(lib_path, wd) if lib_path else None, netlist, depth,
                      delay_ps, icg, sequential)
     t0 = time.monotonic()

@@ -37,13 +37,13 @@ from typing import Any, Sequence
 from mpgen.sim.runner import available_simulators, find_simulator
 
 from . import engine
-from .area import area_table, liberty_cells, liberty_nand2
+from .area import area_table, clock_gating_for, liberty_cells, liberty_nand2
 from .engine import Point, PointResult, Settings
 from .liberty import power_library
-from .timing import TimingError, clock_gate_cell, timing_library
+from .timing import TimingError, timing_library
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord,
                       to_dict)
-from .report import load_report_data, save_report_data, write_report
+from .report import load_report_data, md_table, save_report_data, write_report
 from .report_data import records_of, tool_meta
 from .sweep import add_sweep_arguments, cmd_sweep
 from .units import UnitSpec, get_unit, parse_params, unit_names, units
@@ -176,26 +176,21 @@ def _gating(liberty: str | None, args) -> bool:
     """The ``--clock-gating`` choice as the settings' default (``both`` is handled by
     :func:`_gated_points`); ``on`` needs a Liberty file with a clock-gating cell."""
     choice = getattr(args, "clock_gating", "auto")
-    if choice == "off":
-        return False
-    if liberty is None:
-        if choice in ("on", "both"):
-            raise CLIError("--clock-gating on/both needs --liberty (its integrated clock-gating cell)")
-        return False
+    wanted = {"auto": None, "off": False}.get(choice, True)
+    if liberty is None and wanted:
+        raise CLIError("--clock-gating on/both needs --liberty (its integrated clock-gating cell)")
     try:
-        clock_gate_cell(timing_library(liberty))
+        return clock_gating_for(liberty, wanted)
     except TimingError as e:
-        if choice in ("on", "both"):
-            raise CLIError(f"cannot clock-gate: {e}") from None
-        return False
-    return True
+        raise CLIError(str(e)) from None
 
 
 def _gated_points(points: list[Point], args) -> list[Point]:
     """With ``--clock-gating both``, each point ungated and gated (``+ungated``/``+gated``)."""
     if getattr(args, "clock_gating", "auto") != "both":
         return points
-    return [dataclasses.replace(p, config=f"{p.config}+{tag}", clock_gating=gated)
+    return [dataclasses.replace(p, config=f"{p.config}+{tag}", clock_gating=gated,
+                                base_config=p.base_config or p.config)
             for p in points for tag, gated in (("ungated", False), ("gated", True))]
 
 
@@ -292,24 +287,23 @@ def energy_table(records: Sequence[EnergyRecord]) -> str:
     """Markdown table: configuration × mode → energy per operation (dynamic + leakage at the
     clock), its breakdown, power and GOPS/W; then where the figures come from."""
     leak = any(e.leakage_pj_per_op is not None for e in records)
-    head = "| config | mode | energy / op | internal | switching | clock |"
-    rule = "|---|---|---:|---:|---:|---:|"
+    head = ["config", "mode", "energy / op", "internal", "switching", "clock"]
     if leak:
-        head += " dynamic | leakage | clock period | mW | GOPS/W |"
-        rule += "---:|---:|---:|---:|---:|"
-    lines = [head + " ± 2σ (batches) | ops | cycles / op | outputs checked |", rule + "---:|---:|---:|---:|"]
+        head += ["dynamic", "leakage", "clock period", "mW", "GOPS/W"]
+    head += ["± 2σ (batches)", "ops", "cycles / op", "outputs checked"]
+    rows = []
     for e in records:
         b = e.breakdown_per_op
-        row = (f"| {e.config} | {e.mode} | {e.energy_per_op:.3f} {e.energy_unit}/{e.op_name} | "
-               f"{b.get('internal', 0):.3f} | {b.get('switching', 0):.3f} | {b.get('clock', 0):.3f} |")
+        row = [e.config, e.mode, f"{e.energy_per_op:.3f} {e.energy_unit}/{e.op_name}",
+               f"{b.get('internal', 0):.3f}", f"{b.get('switching', 0):.3f}", f"{b.get('clock', 0):.3f}"]
         if leak:
-            row += (f" {e.dynamic_pj_per_op:.3f} | {e.leakage_pj_per_op:.3f} | {e.clock_ns:.2f} ns | "
-                    f"{e.power_mw:.3f} | {e.gops_per_w:.1f} |" if e.leakage_pj_per_op is not None
-                    else " – | – | – | – | – |")
+            row += ([f"{e.dynamic_pj_per_op:.3f}", f"{e.leakage_pj_per_op:.3f}", f"{e.clock_ns:.2f} ns",
+                     f"{e.power_mw:.3f}", f"{e.gops_per_w:.1f}"] if e.leakage_pj_per_op is not None
+                    else ["–"] * 5)
         spread = (f"± {e.spread_2sigma_per_op:.3f} ({len(e.batch_energies_per_op)})"
                   if e.batch_energies_per_op else "–")
-        lines.append(row + f" {spread} | {e.ops:,} | {e.cycles / e.ops:.2f} | {e.vectors} |")
-    lines.append("")
+        rows.append(row + [spread, f"{e.ops:,}", f"{e.cycles / e.ops:.2f}", e.vectors])
+    lines = [md_table(head, rows, "ll" + "r" * (len(head) - 2)).rstrip("\n"), ""]
     for e in records:
         where = (f"{e.config} {e.mode}: activity from {e.simulator or 'gate-level simulation'}, "
                  f"{e.ops} {e.op_name}s of {e.source or 'the workload'}; "
@@ -337,23 +331,21 @@ def timing_table(records: Sequence[TimingRecord]) -> str:
     """Markdown table: configuration → clock period needed, fmax, worst path (and, with a
     target clock, slack and the area at that clock)."""
     target = any(r.clock_ns is not None for r in records)
-    head = "| config | critical path | fmax | worst group | start → end |"
-    rule = "|---|---:|---:|---|---|"
+    head = ["config", "critical path", "fmax", "worst group", "start → end"]
     if target:
-        head += " clock | slack | closes | µm² at clock |"
-        rule += "---:|---:|---|---:|"
-    lines = [head, rule]
+        head += ["clock", "slack", "closes", "µm² at clock"]
+    rows = []
     for r in records:
-        crit = next((p for p in r.paths if p["group"] == r.critical_group), None)
-        where = f"{crit['start']} → {crit['end']}" if crit else "–"
-        row = (f"| {r.config} | {r.critical_path_ns:.3f} ns | {r.fmax_mhz:.1f} MHz | "
-               f"{r.critical_group} | {where} |")
+        crit = r.worst_path
+        row = [r.config, f"{r.critical_path_ns:.3f} ns", f"{r.fmax_mhz:.1f} MHz", r.critical_group,
+               f"{crit['start']} → {crit['end']}" if crit else "–"]
         if target:
-            row += (f" {r.clock_ns:g} ns | {r.slack_ns:+.3f} ns | {'yes' if r.closes else 'no'} | "
-                    f"{r.area_um2:,.1f} |" if r.clock_ns is not None else " – | – | – | – |")
-        lines.append(row)
+            row += ([f"{r.clock_ns:g} ns", f"{r.slack_ns:+.3f} ns", "yes" if r.closes else "no",
+                     f"{r.area_um2:,.1f}"] if r.clock_ns is not None else ["–"] * 4)
+        rows.append(row)
     corner = records[0].corner if records else ""
-    return "\n".join(lines) + f"\n\nLiberty corner {corner}; ideal clock, no wires (docs/timing.md).\n"
+    return (md_table(head, rows, "lrrll" + ("rrlr" if target else ""))
+            + f"\nLiberty corner {corner}; ideal clock, no wires (docs/timing.md).\n")
 
 
 def timing_paths(r: TimingRecord) -> str:

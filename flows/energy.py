@@ -718,9 +718,9 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload | Sequ
         per_batch, ops = [], 0
         cycles = toggles = checked = 0
         for i, w in enumerate(batches):
-            counts, setup, n_cycles, n_checked, run_dir = _run_batch(
-                sim, model, st, w, depths, max_phases, work / "runs" / re.sub(r"\W", "_", mode) / f"b{i}",
-                unit, mode, top)
+            counts, setup, n_cycles, n_checked = _run_batch(
+                sim, model, logic_bits, st, w, depths, max_phases,
+                work / "runs" / re.sub(r"\W", "_", mode) / f"b{i}", unit, mode, top)
             seen.update(counts)
             diff = {}
             for b, (r, f) in counts.items():
@@ -755,10 +755,10 @@ def measure_energy(netlist: GateNetlist, workloads: Mapping[str, Workload | Sequ
     return report
 
 
-def _run_batch(sim: _SimBuild, model: EnergyModel, st: _Streams, w: Workload, depths, max_phases,
-               run_dir: Path, unit: str, mode: str, top: str):
-    """One simulation of workload *w*: ``(counts at the end, counts when setup ended, measured
-    cycles, outputs checked, run folder)``; ``EnergyError`` on a mismatch or poor coverage."""
+def _run_batch(sim: _SimBuild, model: EnergyModel, logic_bits: Sequence[int], st: _Streams,
+               w: Workload, depths, max_phases, run_dir: Path, unit: str, mode: str, top: str):
+    """One simulation of workload *w* in *run_dir*: ``(counts at the end, counts when setup
+    ended, measured cycles, outputs checked)``; ``EnergyError`` on a mismatch or poor coverage."""
     phases = w.setup + w.measure
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -775,11 +775,10 @@ def _run_batch(sim: _SimBuild, model: EnergyModel, st: _Streams, w: Workload, de
         # the snapshot follows the edge that entered the measured phases and counts it; the final
         # count does not count the edge that ended the run, which the toggles include
         setup, setup_cycles = _coverage_counts(res["snapshot"], top, model), res["snap_cycles"] - 1
-    logic_bits = [b for b in model.bits if b not in model.clock_bits]
     observed = sum(1 for b in logic_bits if b in counts) / max(1, len(logic_bits))
     if observed < 0.95:
         raise EnergyError(f"toggle coverage saw only {observed:.0%} of the netlist's nets")
-    return counts, setup, res["cycles"] - setup_cycles, res["checked"], run_dir
+    return counts, setup, res["cycles"] - setup_cycles, res["checked"]
 
 
 def _coverage_counts(path: Path, top: str, model: EnergyModel) -> dict[int, list[int]]:

@@ -70,13 +70,16 @@ Progress = Callable[[str], None]
 @dataclasses.dataclass(frozen=True)
 class Point:
     """One (unit, configuration) to measure; ``config`` names it in records and reports.
-    ``clock_ns`` (a sweep axis) and ``clock_gating`` override the settings for this point."""
+    ``clock_ns`` (a sweep axis) and ``clock_gating`` override the settings for this point;
+    ``base_config`` names the unit's default configuration a renamed point measures (e.g.
+    ``mixed-split`` for ``mixed-split+gated``), for the spec's per-configuration choices."""
 
     unit: str
     config: str
     params: Mapping[str, Any]
     clock_ns: float | None = None
     clock_gating: bool | None = None
+    base_config: str | None = None
 
     def gated(self, settings: "Settings") -> bool:
         """Whether this point's registers are clock-gated (its own choice, else the settings')."""
@@ -134,11 +137,10 @@ class Settings:
     def wants_timing(self) -> bool:
         return self.timing and self.liberty is not None and (self.area or self.energy != "none")
 
-    def wants_energy(self, spec: UnitSpec, config: str) -> bool:
+    def wants_energy(self, spec: UnitSpec, point: Point) -> bool:
         if not spec.has_energy or self.energy == "none":
             return False
-        base = config.removesuffix("+gated").removesuffix("+ungated")  # --clock-gating both
-        return self.energy == "all" or base in spec.energy_default
+        return self.energy == "all" or (point.base_config or point.config) in spec.energy_default
 
 
 @dataclasses.dataclass
@@ -694,7 +696,7 @@ def run_points(points: Sequence[Point], settings: Settings, *, jobs: int | None 
         spec = get_unit(p.unit)
         if p.unit not in prints:
             prints[p.unit] = stage_fingerprints(spec)
-        tasks.append(_Task(p, settings, settings.wants_energy(spec, p.config), prints[p.unit],
+        tasks.append(_Task(p, settings, settings.wants_energy(spec, p), prints[p.unit],
                            lib_sha, tools, results, force, os.getpid()))
     out: list[PointResult | None] = [None] * len(tasks)
     todo: list[int] = []

@@ -18,9 +18,9 @@ import dataclasses
 import functools
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
-__all__ = ["Group", "parse_liberty", "PowerTable", "PinPower", "CellPower", "PowerLibrary",
+__all__ = ["Group", "parse_liberty", "parse_floats", "table_segment", "liberty_unit", "library_units", "PowerTable", "PinPower", "CellPower", "PowerLibrary",
            "power_library"]
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[A-Za-z0-9_.+\-!\[\]\'*&|^]+|[(){};:,]')
@@ -105,8 +105,35 @@ def parse_liberty(text: str) -> Group:
     return libs[0]
 
 
-def _floats(s: str) -> list[float]:
+def parse_floats(s: str) -> list[float]:
+    """The numbers of a Liberty list string (``"0.1, 0.2 0.3"``)."""
     return [float(x) for x in re.split(r"[,\s]+", s.strip()) if x]
+
+
+def liberty_unit(s: str, units: Mapping[str, float], what: str) -> float:
+    """A Liberty unit attribute (``"1ns"``, ``"10ps"``) in the unit *units* are scaled to;
+    ``ValueError`` for a unit *units* does not list."""
+    m = re.fullmatch(r"\s*([0-9.]+)?\s*([a-zA-Z]+)\s*", s)
+    if not m or m.group(2).lower() not in units:
+        raise ValueError(f"Liberty: unsupported {what} {s!r}")
+    return float(m.group(1) or 1) * units[m.group(2).lower()]
+
+
+def library_units(lib: Group) -> tuple[float, float]:
+    """``(capacitance unit in pF, time unit in ns)`` of a parsed ``library`` group."""
+    cap = lib.complex.get("capacitive_load_unit")
+    cap_pf = float(cap[0][0]) * {"pf": 1.0, "ff": 1e-3}[cap[0][1].lower()] if cap else 1.0
+    time_ns = liberty_unit(lib.attrs.get("time_unit", "1ns"), {"ns": 1.0, "ps": 1e-3}, "time_unit")
+    return cap_pf, time_ns
+
+
+def table_segment(xs: Sequence[float], x: float) -> tuple[int, int, float]:
+    """``(i, i + 1, t)``: the index segment of a table axis *xs* around *x* and *x*'s position
+    in it (``t`` outside [0, 1] beyond the axis: linear extrapolation, as timing tools do)."""
+    if len(xs) == 1:
+        return 0, 0, 0.0
+    k = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
+    return k, k + 1, (x - xs[k]) / (xs[k + 1] - xs[k])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,19 +144,12 @@ class PowerTable:
     loads: tuple[float, ...]  # empty for 1-D tables
     values: tuple[tuple[float, ...], ...]  # [transition][load]
 
-    @staticmethod
-    def _interp(xs, x):
-        if len(xs) == 1:
-            return 0, 0, 0.0
-        k = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
-        return k, k + 1, (x - xs[k]) / (xs[k + 1] - xs[k])
-
     def __call__(self, transition: float, load: float = 0.0) -> float:
-        i0, i1, ti = self._interp(self.transitions, transition)
+        i0, i1, ti = table_segment(self.transitions, transition)
         if not self.loads:
             row = [r[0] for r in self.values]
             return row[i0] + (row[i1] - row[i0]) * ti
-        j0, j1, tj = self._interp(self.loads, load)
+        j0, j1, tj = table_segment(self.loads, load)
         v = self.values
 
         def at(i):
@@ -184,10 +204,10 @@ def _table(g: Group, templates: Mapping[str, Group]) -> PowerTable:
     for k in ("index_1", "index_2"):
         src = g.complex.get(k) or (tmpl.complex.get(k) if tmpl else None)
         if src:
-            idx[k] = _floats(src[0][0])
+            idx[k] = parse_floats(src[0][0])
         if tmpl is not None and f"variable_{k[-1]}" in tmpl.attrs:
             variables[k] = tmpl.attrs[f"variable_{k[-1]}"]
-    rows = [_floats(r) for r in (g.complex.get("values") or [[]])[0]]
+    rows = [parse_floats(r) for r in (g.complex.get("values") or [[]])[0]]
     if not rows:
         raise ValueError(f"Liberty: power table without values ({g.type})")
     # Which index is the transition and which the load (templates name them).
@@ -208,21 +228,12 @@ def _table(g: Group, templates: Mapping[str, Group]) -> PowerTable:
     return PowerTable(trans, loads, values)
 
 
-def _unit(s: str, units: Mapping[str, float], what: str) -> float:
-    m = re.fullmatch(r"\s*([0-9.]+)?\s*([a-zA-Z]+)\s*", s)
-    if not m or m.group(2).lower() not in units:
-        raise ValueError(f"Liberty: unsupported {what} {s!r}")
-    return float(m.group(1) or 1) * units[m.group(2).lower()]
-
-
 @functools.lru_cache(maxsize=4)
 def _power_library_cached(path: str, mtime: float) -> PowerLibrary:
     lib = parse_liberty(Path(path).read_text(errors="replace"))
     templates = {g.args[0]: g for g in lib.groups
                  if g.type in ("power_lut_template", "lu_table_template") and g.args}
-    cap = lib.complex.get("capacitive_load_unit")
-    cap_pf = float(cap[0][0]) * {"pf": 1.0, "ff": 1e-3}[cap[0][1].lower()] if cap else 1.0
-    time_ns = _unit(lib.attrs.get("time_unit", "1ns"), {"ns": 1.0, "ps": 1e-3}, "time_unit")
+    cap_pf, time_ns = library_units(lib)
     voltage = float(lib.attrs.get("nom_voltage", "nan"))
     if not voltage == voltage:
         raise ValueError("Liberty: no nom_voltage in the library header")

@@ -109,6 +109,11 @@ class TimingRecord(Record):
 
     kind = "timing"
 
+    @property
+    def worst_path(self) -> dict | None:
+        """The path of ``critical_group`` (``None`` when nothing was timed)."""
+        return next((p for p in self.paths if p["group"] == self.critical_group), None)
+
 
 @dataclasses.dataclass
 class EnergyRecord(Record):

@@ -313,7 +313,7 @@ def units_view(data: Mapping) -> dict:
             entry["timing"] = {k: getattr(rec, k) for k in (
                 "critical_path_ns", "fmax_mhz", "clock_ns", "slack_ns", "closes", "area_um2",
                 "nand2_eq", "critical_group", "corner")}
-            crit = next((p for p in rec.paths if p["group"] == rec.critical_group), None)
+            crit = rec.worst_path
             entry["timing"]["path"] = f"{crit['start']} → {crit['end']}" if crit else ""
         elif isinstance(rec, EnergyRecord):
             energies.setdefault((rec.unit, rec.config), []).append(rec)

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import engine
-from .area import check_clock_ns
+from .area import check_clock_ns, clock_gating_for
 from .records import AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, TimingRecord
-from .timing import TimingError, clock_gate_cell, timing_library
+from .timing import TimingError, timing_library
 from .units import get_unit, parse_params
 
 __all__ = [
@@ -359,24 +359,15 @@ def run_sweep(unit: str, grid: Mapping[str, Sequence], *, executor: cf.Executor 
         raise ValueError(f"a {CLOCK_AXIS} grid needs a Liberty file: timing comes from its "
                          "delay tables")
     timed = lib is not None
-    gated = False
     if lib is not None:
         try:
-            tlib = timing_library(lib)
+            timing_library(lib)
         except TimingError as e:
             if CLOCK_AXIS in grid or clock_gating:
                 raise
             say(f"{e}: no timing stage")
             timed = False
-        else:
-            try:
-                clock_gate_cell(tlib)
-                gated = clock_gating is not False
-            except TimingError:
-                if clock_gating:
-                    raise
-    elif clock_gating:
-        raise ValueError("clock gating needs a Liberty file (its integrated clock-gating cell)")
+    gated = clock_gating_for(lib, clock_gating) if timed or lib is None else False
     settings = engine.Settings(regression=spec.regression is not None, simulators=(simulator,),
                                quick=quick, seed=seed, area=True, depth=True, liberty=lib,
                                energy="all" if energy else "none", energy_ops=energy_ops,

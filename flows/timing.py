@@ -21,7 +21,6 @@ pin's transition is the worst of its arcs (graph-based, as OpenSTA does by defau
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 import json
@@ -30,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .liberty import Group, parse_liberty
+from .liberty import (Group, liberty_unit, library_units, parse_floats, parse_liberty,
+                      table_segment)
 
 __all__ = ["LookupTable", "TimingArc", "TimingCell", "TimingLibrary", "timing_library",
            "PathStep", "TimingPath", "TimingReport", "analyze", "analyze_netlist",
@@ -62,25 +62,18 @@ class LookupTable:
     indices: tuple[tuple[float, ...], ...]
     values: tuple[tuple[float, ...], ...]
 
-    @staticmethod
-    def _seg(xs: tuple[float, ...], x: float) -> tuple[int, int, float]:
-        if len(xs) == 1:
-            return 0, 0, 0.0
-        k = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
-        return k, k + 1, (x - xs[k]) / (xs[k + 1] - xs[k])
-
     def at(self, **point: float) -> float:
         """The value at the named variables (``input_net_transition=…``, …); a variable the
         table does not use is ignored."""
         coords = [point.get(v, 0.0) for v in self.variables]
         if len(self.indices) == 1:
-            i0, i1, t = self._seg(self.indices[0], coords[0])
+            i0, i1, t = table_segment(self.indices[0], coords[0])
             row = [r[0] for r in self.values] if len(self.values) > 1 else list(self.values[0])
             if len(row) != len(self.indices[0]):
                 row = list(self.values[0])
             return row[i0] + (row[i1] - row[i0]) * t
-        i0, i1, ti = self._seg(self.indices[0], coords[0])
-        j0, j1, tj = self._seg(self.indices[1], coords[1])
+        i0, i1, ti = table_segment(self.indices[0], coords[0])
+        j0, j1, tj = table_segment(self.indices[1], coords[1])
         v = self.values
         a = v[i0][j0] + (v[i0][j1] - v[i0][j0]) * tj
         b = v[i1][j0] + (v[i1][j1] - v[i1][j0]) * tj
@@ -125,10 +118,6 @@ class TimingLibrary:
     cells: Mapping[str, TimingCell]
 
 
-def _floats(s: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in re.split(r"[,\s]+", s.strip()) if x)
-
-
 def _lookup(g: Group, templates: Mapping[str, Group]) -> LookupTable:
     tmpl = templates.get(g.args[0]) if g.args else None
     variables, indices = [], []
@@ -136,9 +125,9 @@ def _lookup(g: Group, templates: Mapping[str, Group]) -> LookupTable:
         src = g.complex.get(f"index_{k}") or (tmpl.complex.get(f"index_{k}") if tmpl else None)
         if not src:
             break
-        indices.append(_floats(src[0][0]))
+        indices.append(tuple(parse_floats(src[0][0])))
         variables.append(tmpl.attrs.get(f"variable_{k}", "") if tmpl else "")
-    rows = tuple(_floats(r) for r in (g.complex.get("values") or [[]])[0])
+    rows = tuple(tuple(parse_floats(r)) for r in (g.complex.get("values") or [[]])[0])
     if not rows or not rows[0]:
         raise TimingError(f"Liberty: table {g.type} without values")
     if not indices:  # a scalar table
@@ -152,25 +141,17 @@ _TABLES = ("cell_rise", "cell_fall", "rise_transition", "fall_transition", "rise
            "fall_constraint")
 
 
-def _unit(s: str, table: Mapping[str, float], what: str) -> float:
-    m = re.fullmatch(r"\s*([0-9.]+)?\s*([a-zA-Z]+)\s*", s)
-    if not m or m.group(2).lower() not in table:
-        raise TimingError(f"Liberty: unsupported {what} {s!r}")
-    return float(m.group(1) or 1) * table[m.group(2).lower()]
-
-
 @functools.lru_cache(maxsize=4)
 def _timing_library_cached(path: str, mtime: float) -> TimingLibrary:
     try:
         lib = parse_liberty(Path(path).read_text(errors="replace"))
+        cap_pf, time_ns = library_units(lib)
+        leak_w = liberty_unit(lib.attrs.get("leakage_power_unit", "1nW"),
+                              {"w": 1.0, "mw": 1e-3, "uw": 1e-6, "nw": 1e-9, "pw": 1e-12},
+                              "leakage_power_unit")
     except ValueError as e:
         raise TimingError(f"{path}: {e}") from None
     templates = {g.args[0]: g for g in lib.groups if g.type.endswith("_template") and g.args}
-    cap = lib.complex.get("capacitive_load_unit")
-    cap_pf = float(cap[0][0]) * {"pf": 1.0, "ff": 1e-3}[cap[0][1].lower()] if cap else 1.0
-    time_ns = _unit(lib.attrs.get("time_unit", "1ns"), {"ns": 1.0, "ps": 1e-3}, "time_unit")
-    leak_w = _unit(lib.attrs.get("leakage_power_unit", "1nW"),
-                   {"w": 1.0, "mw": 1e-3, "uw": 1e-6, "nw": 1e-9, "pw": 1e-12}, "leakage_power_unit")
     default_cap = float(lib.attrs.get("default_input_pin_cap", 0.0))
     cells: dict[str, TimingCell] = {}
     for c in lib.sub("cell"):
