@@ -56,7 +56,7 @@ __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "sta
            "energy_report", "verilog_of", "energy_workloads", "FLOW_VERSION", "DEFAULT_ENERGY_OPS"]
 
 #: Bump when what a stage computes changes in a way the cache key cannot see.
-FLOW_VERSION = 5
+FLOW_VERSION = 6
 
 #: Operations per energy mode when a job does not say (split into ``Settings.energy_batches``).
 DEFAULT_ENERGY_OPS = 10_000

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from .formats import E2M1, UE4M3
 
-__all__ = ["BLOCK", "BLOCK_SIZES", "FP8_IMPLICIT_SCALE", "FP8_IMPLICIT_SCALE_CODE"]
+__all__ = ["ACCUMULATIONS", "BLOCK", "BLOCK_SIZES", "EXACT_MAX_BLOCKS", "FP8_IMPLICIT_SCALE", "FP8_IMPLICIT_SCALE_CODE"]
 
 #: Elements per NVFP4 (and FGMP) block, along the last dimension.
 BLOCK = 16
 #: Block sizes of the block dot-product unit (``mpgen.golden.dotprod.BlockPairs``).
 BLOCK_SIZES = (8, 16, 32)
+#: How the block dot-product unit accumulates block terms (``docs/numerics.md`` rules 5 and 5').
+ACCUMULATIONS = ("fp32", "exact")
+#: Most block pairs one dot product may have with ``accumulation="exact"``: the accumulator's
+#: headroom above the largest block term (16 bits; K up to 2**20 elements in blocks of 16).
+EXACT_MAX_BLOCKS = 1 << 16
 
 #: Implicit block scale of FP8 blocks: E2M1's max, so FP8 blocks reach E4M3.max_value · s_t · 6.
 FP8_IMPLICIT_SCALE = float(E2M1.max_value)

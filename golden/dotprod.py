@@ -13,9 +13,14 @@ This is the numerics contract the RTL must match bit for bit (``docs/numerics.md
    4-bit mant, so S = smant·2**sshift·2**-18 with smant < 2**8.
 4. The block term ``T = P·S`` is rounded once to FP32, round-to-nearest-even. (|P·smant| < 2**53,
    so the integer is exact in float64 and one float64→float32 conversion is that single rounding.)
-5. Terms are accumulated in FP32 in stream order, starting from +0, with IEEE 754 RNE addition
-   (``acc = fl(acc + T)``); the sum is emitted when a block pair with ``last`` set has been added.
-   Exact cancellation gives +0. FP32 overflow gives ±Inf (needs > 2**80 blocks: unreachable).
+5. ``accumulation="fp32"``: terms are accumulated in FP32 in stream order, starting from +0, with
+   IEEE 754 RNE addition (``acc = fl(acc + T)``); the sum is emitted when a block pair with
+   ``last`` set has been added. Exact cancellation gives +0. FP32 overflow gives ±Inf (needs
+   > 2**80 blocks: unreachable).
+5'. ``accumulation="exact"`` replaces rules 4 and 5: the block terms ``P·S`` are summed exactly
+   (integers in units of 2**TERM_LSB = 2**-36; no per-block rounding) and the dot product is
+   rounded once to FP32, RNE; exact cancellation gives +0. The sum is order-independent. A dot
+   product may have at most :data:`EXACT_MAX_BLOCKS` block pairs (the hardware's headroom).
 6. NaN: an E4M3 NaN code in an FP8 block, or a UE4M3 NaN scale on an NVFP4 block, makes that block
    term NaN; a NaN term makes the whole dot product's result NaN (canonical 0x7FC00000) however
    the other terms look.
@@ -30,12 +35,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .constants import BLOCK_SIZES, FP8_IMPLICIT_SCALE_CODE
+from .constants import ACCUMULATIONS, BLOCK_SIZES, EXACT_MAX_BLOCKS, FP8_IMPLICIT_SCALE_CODE
 from .fgmp import FGMPTensor
 from .formats import E2M1, E4M3, FP32, UE4M3
 
 __all__ = [
-    "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "BlockPairs", "block_terms", "dot_products",
+    "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "ACCUMULATIONS", "EXACT_MAX_BLOCKS", "TERM_LSB",
+    "BlockPairs", "block_terms", "fixed_block_terms", "dot_products", "round_fixed_to_fp32",
     "fp32_bits", "element_fixed_table", "scale_mant_shift_table", "pairs_from_fgmp", "fgmp_matmul",
 ]
 
@@ -43,6 +49,8 @@ __all__ = [
 ELEMENT_LSB = E4M3.lsb_exponent
 #: Exponent of the step of block scales.
 SCALE_LSB = UE4M3.lsb_exponent
+#: Exponent of the step of exact block terms P·S (``accumulation="exact"``).
+TERM_LSB = 2 * (ELEMENT_LSB + SCALE_LSB)
 
 
 def element_fixed_table(fmt) -> torch.Tensor:
@@ -146,27 +154,96 @@ def block_terms(pairs: BlockPairs) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return p, torch.where(nan, torch.zeros_like(t), t), nan
 
 
+def fixed_block_terms(pairs: BlockPairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact block terms as ``(q, shift, nan)``: term = q · 2**shift · 2**TERM_LSB.
+
+    ``q = P · smant`` (int64, |q| < 2**51) and ``shift = shift_w + shift_a`` (0..28) of the scales'
+    mant/shift forms; NaN terms (rule 6) have q = 0.
+    """
+    wi, wm, ws, wn = _operand(pairs.w_codes, pairs.w_fp8, pairs.w_scale)
+    ai, am, as_, an = _operand(pairs.a_codes, pairs.a_fp8, pairs.a_scale)
+    nan = wn | an
+    q = (wi * ai).sum(dim=1) * (wm * am)
+    return torch.where(nan, torch.zeros_like(q), q), ws + as_, nan
+
+
+def round_fixed_to_fp32(value: int, lsb_exponent: int) -> int:
+    """FP32 bit pattern of ``value · 2**lsb_exponent`` (a Python int), rounded once, RNE.
+
+    Zero gives +0. Only the normal range is supported (the exact accumulator's range is, see
+    ``docs/numerics.md``); anything else is a ``ValueError``.
+    """
+    if value == 0:
+        return 0
+    sign, mag = (1, -value) if value < 0 else (0, value)
+    bits = FP32.man_bits + 1
+    top = mag.bit_length()
+    if top <= bits:
+        mant, exp = mag << (bits - top), top - 1
+    else:
+        cut = top - bits
+        mant, rest = mag >> cut, mag & ((1 << cut) - 1)
+        half = 1 << (cut - 1)
+        if rest > half or (rest == half and mant & 1):
+            mant += 1
+        exp = top - 1
+        if mant >> bits:  # rounding carried into a new binade
+            mant, exp = mant >> 1, exp + 1
+    biased = exp + lsb_exponent + FP32.bias
+    if not 0 < biased < FP32.max_exp_field:
+        raise ValueError(f"{value}·2**{lsb_exponent} is outside FP32's normal range")
+    return (sign << 31) | (biased << FP32.man_bits) | (mant & ((1 << FP32.man_bits) - 1))
+
+
+def _exact_dot_products(pairs: BlockPairs) -> tuple[list[int], torch.Tensor]:
+    """Rule 5': exact sums of the block terms of each dot product, rounded once (bit patterns)."""
+    q, shift, nan = fixed_block_terms(pairs)
+    out, total, blocks = [], 0, 0
+    for qk, sk, last in zip(q.tolist(), shift.tolist(), pairs.last.tolist()):
+        total += qk << sk
+        blocks += 1
+        if last:
+            if blocks > EXACT_MAX_BLOCKS:
+                raise ValueError(f"a dot product of {blocks} block pairs exceeds the exact "
+                                 f"accumulator's {EXACT_MAX_BLOCKS}")
+            out.append(round_fixed_to_fp32(total, TERM_LSB))
+            total = blocks = 0
+    return out, nan
+
+
 def _check_no_subnormal(x: torch.Tensor):
     sub = (x != 0) & (x.abs() < torch.finfo(torch.float32).tiny)
     assert not bool(sub.any()), "FP32 subnormal reached: contradicts the documented range"
 
 
-def dot_products(pairs: BlockPairs) -> torch.Tensor:
-    """FP32 results of every dot product in the stream, as int64 bit patterns (rules 5 and 6)."""
-    _, t, nan = block_terms(pairs)
+def dot_products(pairs: BlockPairs, accumulation: str = "fp32") -> torch.Tensor:
+    """FP32 results of every dot product in the stream, as int64 bit patterns.
+
+    ``accumulation``: "fp32" (rules 4–6: per-block rounding, FP32 accumulation in stream order)
+    or "exact" (rules 5' and 6: exact sum, one rounding).
+    """
+    if accumulation not in ACCUMULATIONS:
+        raise ValueError(f"accumulation must be one of {ACCUMULATIONS}, not {accumulation!r}")
+    if not isinstance(pairs, BlockPairs):
+        raise TypeError(f"pairs must be a BlockPairs, not {type(pairs).__name__}")
     last = pairs.last
     ends = torch.nonzero(last).flatten()
-    starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
-    lengths = ends - starts + 1
-    acc = torch.zeros(len(ends), dtype=torch.float32)
-    for k in range(int(lengths.max()) if len(ends) else 0):
-        live = lengths > k
-        # One float32 addition per step: IEEE RNE, in stream order within each dot product.
-        acc[live] = acc[live] + t[starts[live] + k]
-        _check_no_subnormal(acc)
+    if accumulation == "exact":
+        exact, nan = _exact_dot_products(pairs)
+        bits = torch.tensor(exact, dtype=torch.int64)
+    else:
+        _, t, nan = block_terms(pairs)
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
+        lengths = ends - starts + 1
+        acc = torch.zeros(len(ends), dtype=torch.float32)
+        for k in range(int(lengths.max()) if len(ends) else 0):
+            live = lengths > k
+            # One float32 addition per step: IEEE RNE, in stream order within each dot product.
+            acc[live] = acc[live] + t[starts[live] + k]
+            _check_no_subnormal(acc)
+        bits = fp32_bits(acc)
     seg = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.int64), last[:-1].to(torch.int64)]), 0)
     seg_nan = torch.zeros(len(ends), dtype=torch.int64).index_add_(0, seg, nan.to(torch.int64)) > 0
-    bits = fp32_bits(acc)
     return torch.where(seg_nan, torch.full_like(bits, FP32.nan_code), bits)
 
 
@@ -205,12 +282,12 @@ def pairs_from_fgmp(a: FGMPTensor, w: FGMPTensor) -> BlockPairs:
                       last.flatten())
 
 
-def fgmp_matmul(a: FGMPTensor, w: FGMPTensor) -> torch.Tensor:
+def fgmp_matmul(a: FGMPTensor, w: FGMPTensor, accumulation: str = "fp32") -> torch.Tensor:
     """``a @ w.T`` exactly as the hardware computes it: float32 [M, N].
 
     Each unit result is scaled by the per-tensor scales outside the unit, in FP32:
-    ``fl(fl(result · s_w) · s_a)``.
+    ``fl(fl(result · s_w) · s_a)``. ``accumulation`` as in :func:`dot_products`.
     """
-    bits = dot_products(pairs_from_fgmp(a, w))
+    bits = dot_products(pairs_from_fgmp(a, w), accumulation)
     out = bits.to(torch.int32).view(torch.float32).reshape(a.codes.shape[0], w.codes.shape[0])
     return out * w.tensor_scale.to(torch.float32) * a.tensor_scale.to(torch.float32)

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from mpgen.golden.formats import FP32, FloatFormat
 
 __all__ = [
-    "float_layout", "UnpackedElement", "unpack", "widen", "leading_zeros", "ToFP32", "FP32Adder",
+    "float_layout", "UnpackedElement", "unpack", "widen", "leading_zeros", "round_rne", "ToFP32", "FP32Adder",
 ]
 
 
@@ -79,7 +79,7 @@ def leading_zeros(m: Module, value, width: int, name: str):
     return lz
 
 
-def _round_rne(keep, guard, sticky):
+def round_rne(keep, guard, sticky):
     """Increment of round-to-nearest-even: guard set and (sticky or keep's LSB odd)."""
     return guard & (sticky | keep[0])
 
@@ -119,7 +119,7 @@ class ToFP32(wiring.Component):
         guard = norm[w - _FP32_MAN - 2]
         sticky = norm[:w - _FP32_MAN - 2].any()
         rounded = Signal(_FP32_MAN + 2)
-        m.d.comb += rounded.eq(keep + _round_rne(keep, guard, sticky))
+        m.d.comb += rounded.eq(keep + round_rne(keep, guard, sticky))
         carry = rounded[_FP32_MAN + 1]
         # value = norm · 2**(exponent - lz); its leading one weighs 2**(exponent + w - 1 - lz).
         biased = Signal(signed(self.exp_width + 3))
@@ -198,7 +198,7 @@ class FP32Adder(wiring.Component):
         guard = norm[2]
         sticky = norm[0] | norm[1]
         rounded = Signal(M + 2)
-        m.d.comb += rounded.eq(keep + _round_rne(keep, guard, sticky))
+        m.d.comb += rounded.eq(keep + round_rne(keep, guard, sticky))
         carry = rounded[M + 1]
         final_exp = Signal(signed(11))
         m.d.comb += final_exp.eq(exp + carry)

@@ -10,21 +10,29 @@ specification) and ``docs/numerics.md``.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from mpgen.golden.constants import BLOCK_SIZES, FP8_IMPLICIT_SCALE_CODE
+from mpgen.golden.constants import (ACCUMULATIONS, BLOCK_SIZES, EXACT_MAX_BLOCKS,
+                                    FP8_IMPLICIT_SCALE_CODE)
 from mpgen.golden.formats import E2M1, E4M3, FP32, UE4M3
 
-from .arith import FP32Adder, ToFP32, float_layout, unpack, widen
+from .accumulators import ExactAccumulator, FP32Accumulator, fixed_term_layout, fp32_term_layout
+from .arith import ToFP32, float_layout, unpack, widen
 
-__all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "BlockScale", "FP32Accumulator",
-           "FORMAT_SETS", "ORGANISATIONS", "PIPELINE_DEPTHS"]
+__all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale", "TermToFP32",
+           "TermAlign", "max_term", "tree_groups", "default_tree_group", "ACCUMULATIONS", "FORMAT_SETS", "ORGANISATIONS",
+           "PIPELINE_DEPTHS"]
 
 FORMAT_SETS = ("mixed", "fp8", "fp4")
 ORGANISATIONS = ("split", "shared")
-PIPELINE_DEPTHS = (1, 2, 3)
+#: Register stages before the accumulator, cut in this order: the block term, the adder tree's
+#: output, the middle of the adder tree, the multipliers' outputs, the block-scale product.
+PIPELINE_DEPTHS = (1, 2, 3, 4, 5)
 
 _FP32_LAYOUT = float_layout(FP32)
 
@@ -91,9 +99,12 @@ class MultiplierLanes(wiring.Component):
         for i in range(self.block_size):
             ws, wm, wsh, wn = self._operand(self.w[i], w_narrow)
             as_, am, ash, an = self._operand(self.a[i], a_narrow)
-            mag = Signal(_product_bits(self.fmt), name=f"mag{i}")
-            m.d.comb += mag.eq((wm * am) << (wsh + ash))
-            m.d.comb += self.products[i].eq(Mux(ws ^ as_, -mag, mag))
+            # the sign goes onto the short mantissa product before the shift: a narrow negation
+            # instead of one as wide as the shifted product
+            mant = Signal(2 * (self.fmt.man_bits + 1), name=f"mant{i}")
+            smant = Signal(signed(len(mant) + 1), name=f"smant{i}")
+            m.d.comb += [mant.eq(wm * am), smant.eq(Mux(ws ^ as_, -mant, mant)),
+                         self.products[i].eq(smant << (wsh + ash))]
             nans += [wn, an]
         m.d.comb += self.nan.eq(Cat(*nans).any())
         return m
@@ -127,20 +138,24 @@ class AdderTree(wiring.Component):
         return m
 
 
-class BlockScale(wiring.Component):
-    """Multiplies an exact block dot product by the exact block-scale product and rounds to FP32.
+class ScaleDecode(wiring.Component):
+    """Decodes the two block scales into their exact product ``smant · 2**sshift``, combinational.
 
-    Combinational. ``product`` is the block dot product in units of ``2**product_lsb``. Each
-    operand's scale is its UE4M3 ``scale`` code, or the implicit FP8 scale when its ``fp8`` flag
-    is set (``scales="flagged"``); ``scales="fp8"`` hard-wires the implicit scale (FP8-only unit)
-    and ``scales="nvfp4"`` always uses the codes. ``nan`` reports a NaN scale on an NVFP4 block.
+    Each operand's scale is its UE4M3 ``scale`` code, or the implicit FP8 scale when its ``fp8``
+    flag is set (``scales="flagged"``); ``scales="fp8"`` hard-wires the implicit scale (FP8-only
+    unit) and ``scales="nvfp4"`` always uses the codes. ``smant`` is the product of the two
+    4-bit mantissas (hidden bit included), ``sshift`` the sum of the two shifts; the scale
+    product is ``smant · 2**sshift · 2**(2·UE4M3.lsb_exponent)``. ``nan`` reports a NaN scale on
+    an NVFP4 block. Decoding at the unit's input keeps it off the later pipeline stages, and
+    13 bits travel down the pipeline instead of two codes and two flags.
     """
 
-    def __init__(self, product_width: int, product_lsb: int, scales: str):
+    def __init__(self, scales: str):
         if scales not in ("flagged", "fp8", "nvfp4"):
             raise ValueError(f"scales must be 'flagged', 'fp8' or 'nvfp4', not {scales!r}")
-        self.product_width, self.product_lsb, self.scales = product_width, product_lsb, scales
-        members = {"product": In(signed(product_width)), "term": Out(_FP32_LAYOUT), "nan": Out(1)}
+        self.scales = scales
+        members = {"smant": Out(2 * (UE4M3.man_bits + 1)), "sshift": Out(UE4M3.exp_bits + 1),
+                   "nan": Out(1)}
         if scales != "fp8":
             members.update({"w_scale": In(UE4M3.width), "a_scale": In(UE4M3.width)})
         if scales == "flagged":
@@ -162,66 +177,88 @@ class BlockScale(wiring.Component):
         m = Module()
         wm, wsh, wn = self._scale("w")
         am, ash, an = self._scale("a")
-        mant_bits = 2 * (UE4M3.man_bits + 1)
-        smant = Signal(mant_bits)
-        sshift = Signal(UE4M3.exp_bits + 1)
-        m.d.comb += [smant.eq(wm * am), sshift.eq(wsh + ash)]
-
-        width = max(self.product_width - 1 + mant_bits, FP32.man_bits + 3)
-        m.submodules.to_fp32 = conv = ToFP32(width)
-        p = self.product
-        m.d.comb += [
-            conv.sign.eq(p[-1]),
-            conv.magnitude.eq(Mux(p[-1], -p, p) * smant),
-            conv.exponent.eq(sshift + (self.product_lsb + 2 * UE4M3.lsb_exponent)),
-            self.term.eq(conv.result),
-            self.nan.eq(wn | an),
-        ]
+        m.d.comb += [self.smant.eq(wm * am), self.sshift.eq(wsh + ash), self.nan.eq(wn | an)]
         return m
 
 
-_TERM_LAYOUT = data.StructLayout({"value": _FP32_LAYOUT, "nan": unsigned(1), "last": unsigned(1)})
+class BlockScale(wiring.Component):
+    """Multiplies an exact block dot product by the block-scale mantissa product, combinational.
 
-
-class FP32Accumulator(wiring.Component):
-    """Accumulates FP32 block terms and emits one FP32 result per dot product.
-
-    Each accepted term is added to the running sum with :class:`FP32Adder` (RNE); a term with
-    ``last`` set produces ``sum + term`` on ``o`` (or NaN 0x7FC00000 if any term of the dot
-    product was NaN) and clears the sum to +0. One cycle from an accepted term to a registered
-    result; ``i.ready`` is low only while a result waits on ``o``.
+    ``product`` is the block dot product in units of ``2**product_lsb`` and ``smant`` the
+    mantissa product of :class:`ScaleDecode`; ``scaled = product · smant`` (signed, exact), so
+    the block term is ``scaled · 2**sshift`` in units of ``2**term_lsb``.
     """
 
-    def __init__(self):
-        super().__init__({
-            "i": In(stream.Signature(_TERM_LAYOUT)),
-            "o": Out(stream.Signature(_FP32_LAYOUT)),
-        })
+    def __init__(self, product_width: int, product_lsb: int):
+        self.product_width, self.product_lsb = product_width, product_lsb
+        self.term_lsb = product_lsb + 2 * UE4M3.lsb_exponent
+        mant_bits = 2 * (UE4M3.man_bits + 1)
+        self.scaled_width = product_width + mant_bits
+        super().__init__({"product": In(signed(product_width)), "smant": In(mant_bits),
+                          "scaled": Out(signed(self.scaled_width))})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.adder = adder = FP32Adder()
-        acc = Signal(_FP32_LAYOUT)
-        acc_nan = Signal()
-        m.d.comb += [
-            adder.a.eq(acc),
-            adder.b.eq(self.i.payload.value),
-            self.i.ready.eq(~self.o.valid | self.o.ready),
-        ]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            nan = acc_nan | self.i.payload.nan
-            with m.If(self.i.payload.last):
-                m.d.sync += [
-                    self.o.valid.eq(1),
-                    self.o.payload.eq(Mux(nan, FP32.nan_code, adder.sum.as_value())),
-                    acc.eq(0),
-                    acc_nan.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += [acc.eq(adder.sum), acc_nan.eq(nan)]
+        m.d.comb += self.scaled.eq(self.product * self.smant)
         return m
+
+
+class TermToFP32(wiring.Component):
+    """Rounds a scaled block term ``scaled·2**shift·2**lsb`` once to FP32 (RNE), combinational."""
+
+    def __init__(self, scaled_width: int, lsb: int):
+        self.scaled_width, self.lsb = scaled_width, lsb
+        super().__init__({"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
+                          "term": Out(_FP32_LAYOUT)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.to_fp32 = conv = ToFP32(max(self.scaled_width - 1, FP32.man_bits + 3))
+        p = self.scaled
+        m.d.comb += [conv.sign.eq(p[-1]), conv.magnitude.eq(Mux(p[-1], -p, p)),
+                     conv.exponent.eq(self.shift + self.lsb), self.term.eq(conv.result)]
+        return m
+
+
+class TermAlign(wiring.Component):
+    """Shifts a scaled block term onto the exact accumulator's grid, combinational.
+
+    ``term = scaled << shift`` as a ``width``-bit two's complement integer; the caller sizes
+    ``width`` so that every finite term fits (the shift only reaches its maximum on small
+    products), so dropping the bits above is exact.
+    """
+
+    def __init__(self, scaled_width: int, width: int):
+        self.scaled_width, self.width = scaled_width, width
+        super().__init__({"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
+                          "term": Out(signed(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.term.eq(self.scaled << self.shift)
+        return m
+
+
+def tree_groups(block_size: int) -> tuple[int, ...]:
+    """The ``tree_group`` choices of a block size: powers of two from 2 below it."""
+    return tuple(1 << k for k in range(1, max(block_size.bit_length() - 1, 1)))
+
+
+def default_tree_group(block_size: int) -> int:
+    """2**ceil(log2(block_size)/2): the adder tree cut in its middle level."""
+    return 1 << -(-(block_size.bit_length() - 1) // 2)
+
+
+def max_term(block_size: int, modes, lsb: int) -> int:
+    """Largest |block term| of finite operands, in units of ``2**lsb``, over ``modes``
+    ((w_fp8, a_fp8) pairs): block_size · max element² · max block scale²."""
+    def element(fp8):
+        return Fraction(E4M3.max_value if fp8 else E2M1.max_value)
+
+    def scale(fp8):
+        return Fraction(UE4M3.value(FP8_IMPLICIT_SCALE_CODE) if fp8 else UE4M3.max_value)
+    top = max(block_size * element(wf) * element(af) * scale(wf) * scale(af) for wf, af in modes)
+    return math.ceil(top / Fraction(2) ** lsb)
 
 
 class BlockDotProduct(wiring.Component):
@@ -238,9 +275,21 @@ class BlockDotProduct(wiring.Component):
         "split": cheap E2M1×E2M1 lanes beside E4M3-capable lanes; FP4×FP4 block pairs use the
         cheap lanes, everything else the E4M3 lanes with FP4 operands widened, and the idle side's
         operands are forced to zero (operand isolation). "shared": every pair on E4M3 lanes.
-    pipeline : 1, 2 or 3
-        Register stages before the accumulator: 1 = after the FP32 rounding of the block term;
-        2 = also after the adder tree; 3 = also after the multipliers.
+    pipeline : 1 to 5
+        Register stages before the accumulator: 1 = after the block term (its FP32 rounding, or
+        its alignment); 2 = also after the adder tree; 3 = also inside the adder tree, after
+        the sums of groups of ``tree_group`` products; 4 = also after the multipliers; 5 =
+        also after the block-scale product.
+    tree_group : 2, 4, 8 or 16 (below block_size; pipeline >= 3 only)
+        Products per group at the adder tree's cut; default 2**ceil(log2(block_size)/2) (4 in
+        blocks of 16). Smaller groups cut earlier: a shorter path from the input, more
+        registers.
+    accumulation : "fp32" or "exact" (default "fp32")
+        "fp32": each block term is rounded to FP32 and added in FP32 (one FP32 adder in the
+        loop: about 12 ns at SG13G2 typical). "exact": the terms are summed exactly in a wide
+        fixed-point accumulator with carry-save segments and each dot product is rounded once
+        (``docs/numerics.md`` rule 5'; at most ``EXACT_MAX_BLOCKS`` block pairs per dot
+        product).
 
     Ports
     -----
@@ -249,12 +298,17 @@ class BlockDotProduct(wiring.Component):
         ("mixed" only); ``scale`` UE4M3 code (not in "fp8"), ignored for FP8 blocks) and ``last``.
     o : stream of FP32 results, one per dot product (the block pairs up to one with ``last``).
 
-    Throughput one block pair per cycle; latency ``pipeline + 1`` cycles from the handshake of a
-    ``last`` pair to ``o.valid``. A result not taken on ``o`` stalls the whole pipeline.
+    Members
+    -------
+    latency : int
+        Cycles from the handshake of a ``last`` pair to ``o.valid``: ``pipeline + 1`` with
+        "fp32" accumulation, ``pipeline + 4`` with "exact".
+
+    Throughput one block pair per cycle. A result not taken on ``o`` stalls the whole pipeline.
     """
 
     def __init__(self, block_size: int = 16, formats: str = "mixed", organisation: str | None = None,
-                 pipeline: int = 2):
+                 pipeline: int = 2, accumulation: str = "fp32", tree_group: int | None = None):
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size not in BLOCK_SIZES:
             raise ValueError(f"block_size must be one of {BLOCK_SIZES}, not {block_size!r}")
         if formats not in FORMAT_SETS:
@@ -267,9 +321,22 @@ class BlockDotProduct(wiring.Component):
             raise ValueError(f"organisation must be one of {ORGANISATIONS}, not {organisation!r}")
         if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline not in PIPELINE_DEPTHS:
             raise ValueError(f"pipeline must be one of {PIPELINE_DEPTHS}, not {pipeline!r}")
+        if accumulation not in ACCUMULATIONS:
+            raise ValueError(f"accumulation must be one of {ACCUMULATIONS}, not {accumulation!r}")
+        groups = tree_groups(block_size)
+        if tree_group is None:
+            tree_group = default_tree_group(block_size)
+        elif isinstance(tree_group, bool) or tree_group not in groups:
+            raise ValueError(f"tree_group must be one of {groups} for block_size={block_size}, "
+                             f"not {tree_group!r}")
+        elif pipeline < 3:
+            raise ValueError(f"tree_group applies to pipeline >= 3 (got pipeline={pipeline})")
+        self.tree_group = tree_group
         self.block_size, self.formats = block_size, formats
         self.organisation, self.pipeline = organisation, pipeline
-        self.latency = pipeline + 1
+        self.accumulation = accumulation
+        accumulator = FP32Accumulator if accumulation == "fp32" else ExactAccumulator
+        self.latency = pipeline + accumulator.latency
 
         element_width = E2M1.width if formats == "fp4" else E4M3.width
         block = block_layout(element_width, block_size, flag=formats == "mixed",
@@ -282,7 +349,10 @@ class BlockDotProduct(wiring.Component):
 
     @property
     def params(self) -> dict:
-        p = {"block_size": self.block_size, "formats": self.formats, "pipeline": self.pipeline}
+        p = {"block_size": self.block_size, "formats": self.formats, "pipeline": self.pipeline,
+             "accumulation": self.accumulation}
+        if self.pipeline >= 3:
+            p["tree_group"] = self.tree_group
         if self.organisation:
             p["organisation"] = self.organisation
         return p
@@ -298,7 +368,19 @@ class BlockDotProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bs = self.block_size
-        m.submodules.accumulator = acc = FP32Accumulator()
+        modes = {"mixed": ((0, 0), (0, 1), (1, 0), (1, 1)), "fp8": ((1, 1),),
+                 "fp4": ((0, 0),)}[self.formats]
+        exact = self.accumulation == "exact"
+        p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the grid of the block products
+        term_lsb = 2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent
+        if exact:
+            # every finite term fits; the sum of EXACT_MAX_BLOCKS of them too, with a sign bit
+            term_width = max_term(bs, modes, term_lsb).bit_length() + 1
+            acc_width = term_width + (EXACT_MAX_BLOCKS - 1).bit_length()
+            acc = ExactAccumulator(acc_width, term_lsb)
+        else:
+            acc = FP32Accumulator()
+        m.submodules.accumulator = acc
         advance = acc.i.ready  # global stall: everything moves only when the output can
         m.d.comb += self.i.ready.eq(advance)
         x = self.i.payload
@@ -341,26 +423,46 @@ class BlockDotProduct(wiring.Component):
                                       ~x.w.fp8, ~x.a.fp8), E4M3))
 
         vals = {f"products_{fmt.name.lower()}": lanes.products.as_value() for lanes, fmt in sides}
-        vals["nan"] = Cat(*(lanes.nan for lanes, _ in sides)).any()
+        kind = {"mixed": "flagged", "fp8": "fp8", "fp4": "nvfp4"}[self.formats]
+        m.submodules.scale_decode = dec = ScaleDecode(kind)
+        if kind != "fp8":
+            m.d.comb += [dec.w_scale.eq(x.w.scale), dec.a_scale.eq(x.a.scale)]
+        if kind == "flagged":
+            m.d.comb += [dec.w_fp8.eq(x.w.fp8), dec.a_fp8.eq(x.a.fp8)]
+        vals["nan"] = Cat(dec.nan, *(lanes.nan for lanes, _ in sides)).any()
         vals["last"] = x.last
-        if mixed:
-            vals.update(w_fp8=x.w.fp8, a_fp8=x.a.fp8)
-        if self.formats != "fp8":
-            vals.update(w_scale=x.w.scale, a_scale=x.a.scale)
-        vals, valid = stage(vals, self.pipeline >= 3, self.i.valid)
+        vals.update(smant=dec.smant, sshift=dec.sshift)
+        if len(sides) == 2:
+            vals["both_fp4"] = both_fp4
+        vals, valid = stage(vals, self.pipeline >= 4, self.i.valid)
 
-        # ---- adder trees; in "split" the FP4 sum is aligned onto the E4M3 grid and selected
+        # ---- adder trees, cut at pipeline >= 3: groups of tree_group products summed,
+        # registered, then the group sums summed
+        group = self.tree_group if self.pipeline >= 3 else bs
+        for lanes, fmt in sides:
+            name = fmt.name.lower()
+            products = vals.pop(f"products_{name}")
+            width = lanes.product_width
+            for g in range(bs // group):
+                m.submodules[f"tree_{name}_{g}"] = part = AdderTree(width, group)
+                m.d.comb += part.inputs.eq(products[g * group * width:(g + 1) * group * width])
+                vals[f"part_{name}_{g}"] = part.sum
+        vals, valid = stage(vals, self.pipeline >= 3, valid)
+
+        # ---- in "split" the FP4 sum is aligned onto the E4M3 grid and selected
         sums = {}
         for lanes, fmt in sides:
             name = fmt.name.lower()
-            m.submodules[f"tree_{name}"] = tree = AdderTree(lanes.product_width, bs)
-            m.d.comb += tree.inputs.eq(vals.pop(f"products_{name}"))
+            parts = [vals.pop(f"part_{name}_{g}") for g in range(bs // group)]
+            if len(parts) == 1:
+                sums[fmt] = parts[0]
+                continue
+            m.submodules[f"tree_{name}"] = tree = AdderTree(len(parts[0]), len(parts))
+            m.d.comb += tree.inputs.eq(Cat(*parts))
             sums[fmt] = tree.sum
-        p_fmt = E4M3 if E4M3 in sums else E2M1
         if len(sums) == 2:
             align = 2 * (E2M1.lsb_exponent - E4M3.lsb_exponent)
-            both_fp4 = ~vals["w_fp8"] & ~vals["a_fp8"]
-            product = Mux(both_fp4, sums[E2M1] << align, sums[E4M3])
+            product = Mux(vals.pop("both_fp4"), sums[E2M1] << align, sums[E4M3])
             p_width = max(len(sums[E4M3]), len(sums[E2M1]) + align)
         else:
             product = sums[p_fmt]
@@ -369,21 +471,30 @@ class BlockDotProduct(wiring.Component):
         m.d.comb += vals["product"].eq(product)
         vals, valid = stage(vals, self.pipeline >= 2, valid)
 
-        # ---- block-scale product and rounding of the block term to FP32
-        kind = {"mixed": "flagged", "fp8": "fp8", "fp4": "nvfp4"}[self.formats]
-        m.submodules.scale = sc = BlockScale(p_width, 2 * p_fmt.lsb_exponent, kind)
-        m.d.comb += sc.product.eq(vals["product"])
-        if kind != "fp8":
-            m.d.comb += [sc.w_scale.eq(vals["w_scale"]), sc.a_scale.eq(vals["a_scale"])]
-        if kind == "flagged":
-            m.d.comb += [sc.w_fp8.eq(vals["w_fp8"]), sc.a_fp8.eq(vals["a_fp8"])]
-        term = Signal(_TERM_LAYOUT)
-        m.d.comb += [term.value.eq(sc.term), term.nan.eq(vals["nan"] | sc.nan),
+        # ---- block-scale product
+        m.submodules.scale = sc = BlockScale(p_width, 2 * p_fmt.lsb_exponent)
+        m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
+        vals = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
+                "last": vals["last"]}
+        vals, valid = stage(vals, self.pipeline >= 5, valid)
+
+        # ---- the block term: rounded to FP32, or aligned onto the exact accumulator's grid
+        if exact:
+            to_term = TermAlign(sc.scaled_width, term_width)
+            term = Signal(fixed_term_layout(term_width))
+        else:
+            to_term = TermToFP32(sc.scaled_width, sc.term_lsb)
+            term = Signal(fp32_term_layout())
+        m.submodules.to_term = to_term
+        m.d.comb += [to_term.scaled.eq(vals["scaled"]), to_term.shift.eq(vals["shift"]),
+                     term.value.eq(to_term.term), term.nan.eq(vals["nan"]),
                      term.last.eq(vals["last"])]
         vals, valid = stage({"term": term}, True, valid)
 
         # ---- FP32 accumulation
-        m.d.comb += [acc.i.valid.eq(valid), acc.i.payload.eq(vals["term"])]
+        t = vals["term"]  # field by field: the exact accumulator's sum is wider than a term
+        m.d.comb += [acc.i.valid.eq(valid), acc.i.payload.value.eq(t.value),
+                     acc.i.payload.nan.eq(t.nan), acc.i.payload.last.eq(t.last)]
         wiring.connect(m, wiring.flipped(self.o), acc.o)
         return m
 

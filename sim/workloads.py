@@ -341,7 +341,7 @@ def dotprod_workload(comp, mode: str, *, ops: int | None = None, seed: int = 0,
     st = dotprod_stimulus(comp, mode, ops=ops, seed=seed, data=data, layer=layer)
 
     def phase(pairs, name):
-        exp = [int(v) for v in dot_products(pairs).tolist()]
+        exp = [int(v) for v in dot_products(pairs, comp.accumulation).tolist()]
         return StreamPhase({"i": pack_payloads(comp.input_layout, pairs, comp.formats)},
                            {"o": len(exp)}, {"o": exp}, name)
 

@@ -1,10 +1,13 @@
 """Generator parameters of BlockDotProduct: valid sets elaborate, invalid ones fail clearly."""
 
 import pytest
+import torch
 from amaranth.back import rtlil
 from hypothesis import given, settings, strategies as st
 
-from mpgen.rtl.dotprod import BlockDotProduct, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS
+from mpgen.golden.dotprod import TERM_LSB, BlockPairs, fixed_block_terms
+from mpgen.golden.formats import E2M1, E4M3, UE4M3
+from mpgen.rtl.dotprod import BlockDotProduct, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS, max_term
 
 
 @pytest.mark.parametrize("formats", FORMAT_SETS)
@@ -58,3 +61,35 @@ def test_other_parameters_validated(formats, organisation, pipeline):
 def test_organisation_only_for_mixed():
     with pytest.raises(ValueError, match="organisation applies to formats='mixed' only"):
         BlockDotProduct(formats="fp8", organisation="split")
+
+
+def test_accumulation_validated_and_sets_latency():
+    assert BlockDotProduct(accumulation="exact", pipeline=2).latency == 2 + 4
+    assert BlockDotProduct(accumulation="fp32", pipeline=2).latency == 2 + 1
+    with pytest.raises(ValueError, match="accumulation must be one of"):
+        BlockDotProduct(accumulation="bf16")
+
+
+@pytest.mark.parametrize("block_size,good", [(8, (2, 4)), (16, (2, 4, 8)), (32, (2, 4, 8, 16))])
+def test_tree_group_validated(block_size, good):
+    for g in good:
+        assert BlockDotProduct(block_size=block_size, pipeline=3, tree_group=g).tree_group == g
+    for bad in (1, 3, block_size, 2 * block_size, True, "4"):
+        with pytest.raises(ValueError, match="tree_group must be one of"):
+            BlockDotProduct(block_size=block_size, pipeline=3, tree_group=bad)
+    with pytest.raises(ValueError, match="tree_group applies to pipeline >= 3"):
+        BlockDotProduct(block_size=block_size, pipeline=2, tree_group=good[0])
+
+
+@pytest.mark.parametrize("mode", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_exact_term_width_covers_the_largest_term(mode):
+    """The RTL sizes its exact terms with max_term; the golden's largest term (all elements and
+    scales at their finite maximum) must reach that bound exactly."""
+    w_fp8, a_fp8 = map(bool, mode)
+    def codes(fp8):
+        return torch.full((1, 16), E4M3.max_code if fp8 else E2M1.max_code, dtype=torch.uint8)
+    top = torch.tensor([UE4M3.max_code], dtype=torch.uint8)
+    pairs = BlockPairs(codes(w_fp8), codes(a_fp8), torch.tensor([w_fp8]), torch.tensor([a_fp8]),
+                       top, top, torch.tensor([True]))
+    q, shift, _ = fixed_block_terms(pairs)
+    assert int(q[0]) << int(shift[0]) == max_term(16, [mode], TERM_LSB)

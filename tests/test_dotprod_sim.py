@@ -9,15 +9,20 @@ import shutil
 
 import pytest
 
+from mpgen.flows.units import get_unit
+from mpgen.rtl.dotprod import BlockDotProduct
 from mpgen.sim.dotprod import run_dotprod_regression
 
 FULL_CONFIGS = {
-    "mixed-split": {"formats": "mixed", "organisation": "split"},
-    "mixed-shared": {"formats": "mixed", "organisation": "shared"},
-    "fp8-only": {"formats": "fp8"},
-    "fp4-only": {"formats": "fp4"},
+    # the unit spec's default configurations (exact accumulation, pipelined for 200 MHz)
+    **{name: dict(cfg) for name, cfg in get_unit("dotprod").configs.items()},
+    # FP32 accumulation, and the pipeline and block-size corners
+    "mixed-split-fp32": {"formats": "mixed", "organisation": "split"},
+    "fp8-only-fp32": {"formats": "fp8"},
     "mixed-split-b8-p1": {"formats": "mixed", "organisation": "split", "block_size": 8, "pipeline": 1},
     "mixed-shared-b32-p3": {"formats": "mixed", "organisation": "shared", "block_size": 32, "pipeline": 3},
+    "mixed-split-b32-p5-exact": {"formats": "mixed", "organisation": "split", "block_size": 32,
+                                 "pipeline": 5, "accumulation": "exact", "tree_group": 8},
 }
 
 EXHAUSTIVE_PAIRS = {  # phase name → element pairs it must have covered
@@ -56,13 +61,13 @@ def test_dotprod_verilator_full(name, record_property):
         assert set(EXHAUSTIVE_PAIRS) <= set(result.phases)
     assert result.phases["reset_mid_stream"]["vectors"] > 0
     timing = result.phases["timing"]
-    assert timing["latency"] == FULL_CONFIGS[name].get("pipeline", 2) + 1
+    assert timing["latency"] == BlockDotProduct(**FULL_CONFIGS[name]).latency
     assert timing["cycles"] == timing["pairs"]  # one block pair per cycle, sustained
 
 
 @pytest.mark.sim
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) not on PATH")
-@pytest.mark.parametrize("name", ["mixed-split", "fp4-only"])
+@pytest.mark.parametrize("name", ["mixed-split", "fp4-only", "mixed-split-fp32"])
 def test_dotprod_icarus_quick(name, record_property):
     result = run_dotprod_regression(FULL_CONFIGS[name], simulator="icarus", quick=True, seed=5)
     _check(result, record_property)

@@ -13,7 +13,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from mpgen.golden.dotprod import FP8_IMPLICIT_SCALE_CODE, BlockPairs, block_terms, dot_products
+from mpgen.golden.dotprod import (EXACT_MAX_BLOCKS, FP8_IMPLICIT_SCALE_CODE, BlockPairs,
+                                  block_terms, dot_products, round_fixed_to_fp32)
 
 # OCP MX v1.0, table "FP4 (E2M1)": magnitudes of codes 0..7.
 E2M1_TABLE = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
@@ -26,6 +27,56 @@ def e4m3(code):
 def e2m1(code):
     v = E2M1_TABLE[code & 7]
     return -v if code & 8 else v
+
+
+def exact_terms(pairs: BlockPairs, i: int):
+    """(block term as a Fraction, NaN?) of block pair i, from torch's float8 decode."""
+    nan = False
+    for side in ("w", "a"):
+        fp8 = bool(getattr(pairs, f"{side}_fp8")[i])
+        sc = FP8_IMPLICIT_SCALE_CODE if fp8 else int(getattr(pairs, f"{side}_scale")[i])
+        nan |= bool(np.isnan(e4m3(sc)))
+    prod = Fraction(0)
+    for j in range(pairs.block_size):
+        wc, ac = int(pairs.w_codes[i, j]), int(pairs.a_codes[i, j])
+        wv = e4m3(wc) if pairs.w_fp8[i] else e2m1(wc & 0xF)
+        av = e4m3(ac) if pairs.a_fp8[i] else e2m1(ac & 0xF)
+        if np.isnan(wv) or np.isnan(av):
+            nan = True
+            continue
+        prod += Fraction(wv) * Fraction(av)
+    ws = 6.0 if pairs.w_fp8[i] else e4m3(int(pairs.w_scale[i]))
+    as_ = 6.0 if pairs.a_fp8[i] else e4m3(int(pairs.a_scale[i]))
+    return (Fraction(0) if nan else prod * Fraction(ws) * Fraction(as_)), nan
+
+
+def nearest_fp32_bits(x: Fraction) -> int:
+    """IEEE binary32 round-to-nearest-even of x, chosen among numpy's float32 neighbours of a
+    first guess by exact distance (independent of the golden's integer rounding)."""
+    if x == 0:
+        return 0
+    guess = np.float32(float(x))  # within one ulp of the answer (possible double rounding)
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess,
+                  np.nextafter(guess, np.float32(np.inf))]
+
+    def key(c):
+        bits = int(np.array(c, dtype=np.float32).view(np.uint32))
+        return abs(Fraction(float(c)) - x), bits & 1  # nearest, then even
+    best = min(candidates, key=key)
+    return int(np.array(best, dtype=np.float32).view(np.uint32))
+
+
+def exact_reference(pairs: BlockPairs) -> list[int]:
+    """Rule 5': every dot product's exact sum of block terms, rounded once."""
+    out, total, nan = [], Fraction(0), False
+    for i in range(pairs.n):
+        term, block_nan = exact_terms(pairs, i)
+        total += term
+        nan |= block_nan
+        if pairs.last[i]:
+            out.append(0x7FC00000 if nan else nearest_fp32_bits(total))
+            total, nan = Fraction(0), False
+    return out
 
 
 def reference(pairs: BlockPairs) -> list[int]:
@@ -90,6 +141,69 @@ def test_golden_matches_independent_reference(bs):
     want = reference(pairs)
     assert got == want
     print(f"golden vs reference: {len(want)} dot products, {pairs.n} block pairs checked")
+
+
+@pytest.mark.parametrize("bs", [8, 16, 32])
+def test_exact_accumulation_matches_independent_reference(bs):
+    rng = random.Random(100 + bs)
+    pairs = random_pairs(rng, 80, bs, nan_rate=0.02)
+    got = dot_products(pairs, "exact").tolist()
+    want = exact_reference(pairs)
+    assert got == want
+    fp32 = dot_products(pairs).tolist()
+    assert sum(g != f for g, f in zip(got, fp32)) > 0  # the two contracts do differ here
+    print(f"exact golden vs Fraction reference: {len(want)} dot products, {pairs.n} block pairs")
+
+
+def test_exact_accumulation_is_order_independent():
+    rng = random.Random(11)
+    pairs = random_pairs(rng, 1, 16)
+    while pairs.n < 4:
+        pairs = random_pairs(rng, 1, 16)
+    order = list(range(pairs.n))
+    rng.shuffle(order)
+    idx = torch.tensor(order)
+    shuffled = BlockPairs(pairs.w_codes[idx], pairs.a_codes[idx], pairs.w_fp8[idx], pairs.a_fp8[idx],
+                          pairs.w_scale[idx], pairs.a_scale[idx], pairs.last)
+    assert dot_products(shuffled, "exact").tolist() == dot_products(pairs, "exact").tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.integers(-(2**53) + 1, 2**53 - 1), lsb=st.integers(-60, 20))
+def test_round_fixed_to_fp32_matches_torch(value, lsb):
+    # below 2**53 float64 holds the integer exactly, so torch's float64 -> float32 is one RNE
+    want = torch.tensor([value], dtype=torch.float64) * 2.0 ** lsb
+    bits = int(want.to(torch.float32).view(torch.int32)) & 0xFFFFFFFF
+    if value == 0:
+        bits = 0
+    assert round_fixed_to_fp32(value, lsb) == bits
+
+
+def test_round_fixed_to_fp32_rejects_out_of_range():
+    with pytest.raises(ValueError, match="normal range"):
+        round_fixed_to_fp32(1, -200)
+    with pytest.raises(ValueError, match="normal range"):
+        round_fixed_to_fp32(1 << 200, 0)
+
+
+def test_exact_accumulation_limit_is_enforced():
+    n = EXACT_MAX_BLOCKS + 1
+    codes = torch.full((n, 8), 0x38, dtype=torch.uint8)
+    one = torch.ones(n, dtype=torch.bool)
+    last = torch.zeros(n, dtype=torch.bool)
+    last[-1] = True
+    scales = torch.zeros(n, dtype=torch.uint8)
+    pairs = BlockPairs(codes, codes, one, one, scales, scales, last)
+    with pytest.raises(ValueError, match="exceeds the exact accumulator"):
+        dot_products(pairs, "exact")
+    last[-2] = True  # EXACT_MAX_BLOCKS pairs, then one more: both allowed
+    assert len(dot_products(BlockPairs(codes, codes, one, one, scales, scales, last), "exact")) == 2
+
+
+def test_accumulation_is_validated():
+    rng = random.Random(1)
+    with pytest.raises(ValueError, match="accumulation must be one of"):
+        dot_products(random_pairs(rng, 1), "fp16")
 
 
 def test_golden_nan_rules_match_reference():

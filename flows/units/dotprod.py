@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mpgen.golden.constants import BLOCK_SIZES
-from mpgen.rtl.dotprod import FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS
+from mpgen.rtl.dotprod import ACCUMULATIONS, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS
 
 from . import Param, UnitSpec
 
@@ -20,12 +20,22 @@ SPEC = UnitSpec(
         Param("organisation", str, None, ORGANISATIONS,
               "mixed only: split (cheap E2M1 lanes beside E4M3 lanes) or shared (default split)"),
         Param("pipeline", int, 2, PIPELINE_DEPTHS, "register stages before the accumulator"),
+        Param("accumulation", str, "fp32", ACCUMULATIONS,
+              "fp32 (round each block term, FP32 adder in the loop) or exact (wide fixed-point "
+              "sum, one rounding per dot product)"),
+        Param("tree_group", int, None, None,
+              "pipeline >= 3: products per group at the adder-tree cut (2, 4, 8, 16; below "
+              "block_size; default 4 in blocks of 16)"),
     ),
+    # The default configurations are pipelined for 200 MHz at SG13G2 typical (docs/timing.md):
+    # exact accumulation, and the shallowest pipeline that closes 5 ns.
     configs={
-        "fp8-only": {"formats": "fp8"},
-        "fp4-only": {"formats": "fp4"},
-        "mixed-split": {"formats": "mixed", "organisation": "split"},
-        "mixed-shared": {"formats": "mixed", "organisation": "shared"},
+        "fp8-only": {"formats": "fp8", "accumulation": "exact", "pipeline": 3},
+        "fp4-only": {"formats": "fp4", "accumulation": "exact", "pipeline": 2},
+        "mixed-split": {"formats": "mixed", "organisation": "split", "accumulation": "exact",
+                        "pipeline": 3, "tree_group": 2},
+        "mixed-shared": {"formats": "mixed", "organisation": "shared", "accumulation": "exact",
+                         "pipeline": 3},
     },
     key_configs=("mixed-split", "fp8-only"),
     energy_configs=("mixed-split",),  # FP4xFP4 vs FP8xFP8 in one unit; fp8-only is the area baseline
@@ -42,7 +52,7 @@ SPEC = UnitSpec(
     area_groups={
         "multipliers": ["lanes_*"],
         "adder tree": ["tree_*"],
-        "scale & FP32 round": ["scale"],
+        "block scale & term": ["scale_decode", "scale", "to_term"],
         "accumulator": ["accumulator"],
         "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
     },
