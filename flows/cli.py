@@ -46,7 +46,7 @@ from .records import (AreaRecord, EnergyRecord, ErrorRecord, RegressionRecord, T
 from .report import load_report_data, md_table, save_report_data, write_report
 from .report_data import records_of, tool_meta
 from .sweep import add_sweep_arguments, cmd_sweep
-from .units import UnitSpec, get_unit, parse_params, unit_names, units
+from .units import UnitSpec, get_unit, parse_params, resolve, unit_names, units
 from .verilog_out import verilog_file
 
 __all__ = ["main", "CLIError", "STUDIES"]
@@ -132,7 +132,11 @@ def _points(spec: UnitSpec, args) -> list[Point]:
     points = []
     for cfg, params in selected.items():
         label = _slug(cfg, overrides) if (overrides and name is not None) or cfg == "custom" else cfg
-        _check_builds(spec, label, params)
+        if spec.is_auto("pipeline", params.get("pipeline")):
+            for choice in resolve(spec.pipeline_ladder)(params):
+                _check_builds(spec, label, choice)
+        else:
+            _check_builds(spec, label, params)
         points.append(Point(spec.name, label, params))
     return points
 
@@ -245,6 +249,12 @@ def _run(points: list[Point], settings: Settings, args, progress) -> list[PointR
         raise CLIError(f"--jobs must be at least 1, not {args.jobs}")
     executor, client = _executor(args)
     try:
+        try:
+            points = engine.resolve_auto_pipelines(
+                points, settings, progress=progress, jobs=getattr(args, "jobs", None),
+                executor=executor, force=getattr(args, "force", False))
+        except ValueError as e:
+            raise CLIError(str(e)) from None
         return engine.run_points(points, settings, jobs=getattr(args, "jobs", None),
                                  executor=executor, force=getattr(args, "force", False),
                                  progress=progress)

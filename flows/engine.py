@@ -49,11 +49,12 @@ from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
                       TimingRecord, from_dict, to_dict)
 from .timing import TimingReport, analyze_netlist, leakage_power_w, timing_library
-from .units import UnitSpec, get_unit, resolve
+from .units import AUTO, UnitSpec, get_unit, resolve
 
 __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
            "tool_versions", "file_sha256", "stderr_progress", "summary", "run_point", "area_report",
-           "energy_report", "verilog_of", "energy_workloads", "FLOW_VERSION", "DEFAULT_ENERGY_OPS"]
+           "energy_report", "verilog_of", "energy_workloads", "resolve_auto_pipelines",
+           "FLOW_VERSION", "DEFAULT_ENERGY_OPS"]
 
 #: Bump when what a stage computes changes in a way the cache key cannot see.
 FLOW_VERSION = 6
@@ -761,6 +762,52 @@ def run_points(points: Sequence[Point], settings: Settings, *, jobs: int | None 
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return [r for r in out if r is not None]
+
+
+def resolve_auto_pipelines(points: Sequence[Point], settings: Settings, *,
+                           progress: Progress | None = stderr_progress,
+                           **run_kw: Any) -> list[Point]:
+    """*points* with every ``pipeline=auto`` replaced by the unit's shallowest pipeline choice
+    (``UnitSpec.pipeline_ladder``) whose synthesis closes the point's target clock.
+
+    The choices are synthesised and timed in ladder order (area and timing stages only, through
+    the same cache; *run_kw* go to :func:`run_points`) until one closes; when none does, the
+    deepest is taken (its timing record says it does not close). ``ValueError`` when a point
+    asks for ``auto`` without a Liberty file and a target clock.
+    """
+    say = progress or (lambda msg: None)
+    probe = dataclasses.replace(settings, regression=False, energy="none", area=True, timing=True)
+    out = []
+    for point in points:
+        spec = get_unit(point.unit)
+        if not spec.is_auto("pipeline", point.params.get("pipeline")):
+            out.append(point)
+            continue
+        clock = point.clock(settings)
+        if settings.liberty is None or clock is None:
+            raise ValueError(f"{point.label}: pipeline=auto needs a Liberty file and a target "
+                             "clock (--liberty, --clock-ns)")
+        ladder = resolve(spec.pipeline_ladder)(point.params)
+        chosen, tried = ladder[-1], []
+        for params in ladder:
+            trial = dataclasses.replace(point, config=f"{point.config}~pipeline", params=params)
+            (res,) = run_points([trial], probe, progress=None, **run_kw)
+            timing = res.of(TimingRecord)
+            if res.errors or not timing:
+                raise ValueError(f"{point.label}: pipeline=auto: {params} failed: "
+                                 + "; ".join(e.error for e in res.errors))
+            tried.append(f"{_ladder_step(params)} {timing[0].critical_path_ns:.2f} ns")
+            if timing[0].closes:
+                chosen = params
+                break
+        say(f"{point.label}: pipeline=auto at {clock:g} ns → {_ladder_step(chosen)} "
+            f"(tried {', '.join(tried)})")
+        out.append(dataclasses.replace(point, params=chosen))
+    return out
+
+
+def _ladder_step(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {params[k]}" for k in ("pipeline", "tree_group") if k in params)
 
 
 def _workers(jobs: int | None, n: int) -> int:

@@ -386,16 +386,27 @@ class BlockDotProduct(wiring.Component):
         x = self.i.payload
 
         def stage(values: dict, enabled: bool, valid):
-            """Registers ``values`` and the valid bit when ``enabled``; passes them otherwise."""
+            """Registers ``values`` and the valid bit when ``enabled``; passes them otherwise.
+
+            Data registers load only with a valid pair, and in "split" a side's registers
+            (``*_e2m1*`` / ``*_e4m3*``) only with a pair of that side, so idle registers hold
+            and are clock-gated (their outputs are not selected downstream)."""
             if not enabled:
                 return dict(values), valid
+            side_of = {}
+            if "both_fp4" in values:
+                side_of = {"e2m1": values["both_fp4"], "e4m3": ~values["both_fp4"]}
             regs = {}
             for name, v in values.items():
                 # no reset: a stage's data is only used with its valid bit (which has one), and
                 # reset-less registers that share an enable can be clock-gated
                 regs[name] = r = Signal.like(v, name=f"{name}_s", reset_less=True) \
                     if isinstance(v, Signal) else Signal(v.shape(), name=f"{name}_s", reset_less=True)
-                with m.If(advance):
+                load = advance & valid
+                for side, active in side_of.items():
+                    if f"_{side}" in name:
+                        load = load & active
+                with m.If(load):
                     m.d.sync += r.eq(v)
             v_reg = Signal(name="valid_s")
             with m.If(advance):

@@ -11,7 +11,8 @@ import pytest
 
 from mpgen.flows.units import get_unit
 from mpgen.rtl.dotprod import BlockDotProduct
-from mpgen.sim.dotprod import run_dotprod_regression
+from mpgen.golden.dotprod import dot_products
+from mpgen.sim.dotprod import make_phases, run_dotprod_regression, simulate_dotprod
 
 FULL_CONFIGS = {
     # the unit spec's default configurations (exact accumulation, pipelined for 200 MHz)
@@ -71,3 +72,16 @@ def test_dotprod_verilator_full(name, record_property):
 def test_dotprod_icarus_quick(name, record_property):
     result = run_dotprod_regression(FULL_CONFIGS[name], simulator="icarus", quick=True, seed=5)
     _check(result, record_property)
+
+
+@pytest.mark.sim
+def test_exact_rtl_is_told_apart_from_the_fp32_contract():
+    """The regression can fail: on multi-block dot products the exact unit's results match the
+    exact golden and differ from the FP32-accumulation golden in some of them."""
+    config = FULL_CONFIGS["mixed-split"]
+    pairs = next(p.pairs for p in make_phases(config, quick=True, seed=3) if p.name == "random")
+    got = simulate_dotprod(config, pairs)
+    assert got == dot_products(pairs, "exact").tolist()
+    differ = sum(g != f for g, f in zip(got, dot_products(pairs, "fp32").tolist()))
+    print(f"{len(got)} results; {differ} differ from the FP32-accumulation contract")
+    assert differ > 0

@@ -196,3 +196,20 @@ def test_liberty_logic_depth_stops_at_the_library_flip_flops(sg13g2_lib, tmp_pat
     t = analyze_netlist(tmp_path / "netlist.json", "toy", sg13g2_lib)
     longest = max(len(p.steps) - 1 for p in t.paths.values())
     assert longest <= rep.logic_depth <= longest + 3
+
+
+def test_pipeline_auto_picks_the_shallowest_pipeline_that_closes(sg13g2_lib, results_cache, capsys):
+    # fp4-only, exact accumulation: pipeline 1 misses 5 ns, pipeline 2 closes it (docs/timing.md)
+    assert main(["timing", "dotprod", "--config", "fp4-only", "--param", "pipeline=auto",
+                 "--liberty", str(sg13g2_lib), "--clock-ns", "5", "--json"]) == 0
+    cap = capsys.readouterr()
+    (t,) = [r for r in json.loads(cap.out) if r["kind"] == "timing"]
+    assert t["params"]["pipeline"] == 2 and t["closes"] is True
+    assert "pipeline=auto at 5 ns → pipeline 2 (tried pipeline 1" in cap.err
+
+
+def test_pipeline_auto_needs_a_clock(sg13g2_lib, capsys):
+    assert main(["timing", "dotprod", "--config", "fp4-only", "--param", "pipeline=auto",
+                 "--liberty", str(sg13g2_lib)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mpgen: error: dotprod/fp4-only+pipeline=auto: pipeline=auto needs")

@@ -24,7 +24,10 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["Param", "UnitSpec", "BUILTIN_UNITS", "units", "unit_names", "register_unit",
-           "unregister_unit", "get_unit", "resolve", "parse_params", "parse_value"]
+           "unregister_unit", "get_unit", "resolve", "parse_params", "parse_value", "AUTO"]
+
+#: The ``pipeline`` value that asks the engine for the shallowest pipeline closing the clock.
+AUTO = "auto"
 
 #: Built-in units: name → spec module (each defines ``SPEC``).  The one registry line per unit.
 BUILTIN_UNITS: dict[str, str] = {
@@ -152,6 +155,11 @@ class UnitSpec:
         claims table.
     report_sweep : mapping, optional
         The parameter grid ``mpgen report`` sweeps for this unit (name → values).
+    pipeline_ladder : str or callable, optional
+        ``pipeline_ladder(params) -> list of parameter dicts``: the unit's pipeline choices for
+        *params*, from the shallowest to the deepest. With one, ``pipeline=auto`` is accepted
+        and the engine picks the first choice that closes the target clock
+        (:func:`mpgen.flows.engine.resolve_auto_pipelines`).
     doc : str
         The unit's documentation page (relative to the repository's ``docs/``).
     """
@@ -173,6 +181,7 @@ class UnitSpec:
     report_sections: tuple[str | Callable[..., Any], ...] = ()
     claims: str | Callable[..., Any] | None = None
     report_sweep: Mapping[str, Sequence[Any]] | None = None
+    pipeline_ladder: str | Callable[..., Any] | None = None
     doc: str = ""
 
     def __post_init__(self):
@@ -209,10 +218,16 @@ class UnitSpec:
     def check_params(self, params: Mapping[str, Any], where: str = "") -> None:
         """Schema check: every name known, every value of its kind and choices."""
         for k, v in params.items():
+            if self.is_auto(k, v):
+                continue
             try:
                 self.param(k).check(v)
             except (TypeError, ValueError) as e:
                 raise type(e)(f"{self.name}{' ' + where if where else ''}: {e}") from None
+
+    def is_auto(self, name: str, value: Any) -> bool:
+        """Whether ``name=value`` is ``pipeline=auto`` on a unit with a pipeline ladder."""
+        return name == "pipeline" and value == AUTO and self.pipeline_ladder is not None
 
     def build(self, params: Mapping[str, Any]):
         """The component for *params* (schema-checked, then validated by the component)."""
@@ -301,5 +316,8 @@ def parse_params(items: Sequence[str] | None, spec: UnitSpec | None = None) -> d
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ValueError(f"bad parameter {item!r}: expected NAME=VALUE, e.g. block_size=16")
-        params[key] = spec.param(key).parse(value) if spec is not None else parse_value(value)
+        if spec is not None and spec.is_auto(key, value.strip()):
+            params[key] = AUTO
+        else:
+            params[key] = spec.param(key).parse(value) if spec is not None else parse_value(value)
     return params

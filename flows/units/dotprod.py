@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from mpgen.golden.constants import BLOCK_SIZES
-from mpgen.rtl.dotprod import ACCUMULATIONS, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS
+from mpgen.rtl.dotprod import ACCUMULATIONS, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS, tree_groups
 
 from . import Param, UnitSpec
 
-__all__ = ["SPEC"]
+__all__ = ["SPEC", "pipeline_ladder"]
+
+
+def pipeline_ladder(params) -> list[dict]:
+    """Pipeline choices for ``pipeline=auto``, from the fewest registers to the most: 1, 2, the
+    adder-tree cut from the largest group to the smallest, then 4 and 5."""
+    base = {k: v for k, v in params.items() if k not in ("pipeline", "tree_group")}
+    groups = sorted(tree_groups(base.get("block_size", 16)), reverse=True)
+    return ([{**base, "pipeline": 1}, {**base, "pipeline": 2}]
+            + [{**base, "pipeline": 3, "tree_group": g} for g in groups]
+            + [{**base, "pipeline": 4}, {**base, "pipeline": 5}])
 
 SPEC = UnitSpec(
     name="dotprod",
@@ -57,6 +67,7 @@ SPEC = UnitSpec(
         "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
     },
     claims="mpgen.flows.units.dotprod_report:claims",
+    pipeline_ladder="mpgen.flows.units.dotprod:pipeline_ladder",
     # Block size 32 is left out: its Liberty synthesis and gate-level energy take about half an
     # hour per point on a 2-core machine (sweep it with ``mpgen sweep``).
     report_sweep={"block_size": [8, 16], "organisation": ["split", "shared"],
