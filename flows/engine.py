@@ -49,7 +49,7 @@ from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
                       TimingRecord, from_dict, to_dict)
 from .timing import TimingReport, analyze_netlist, leakage_power_w, timing_library
-from .units import AUTO, UnitSpec, get_unit, resolve
+from .units import UnitSpec, get_unit, resolve
 
 __all__ = ["Point", "Settings", "PointResult", "run_points", "results_dir", "stage_fingerprints",
            "tool_versions", "file_sha256", "stderr_progress", "summary", "run_point", "area_report",
@@ -87,8 +87,13 @@ class Point:
         return settings.clock_gating if self.clock_gating is None else self.clock_gating
 
     def clock(self, settings: "Settings") -> float | None:
-        """The target clock period of this point (its own, else the settings')."""
-        return check_clock_ns(self.clock_ns) if self.clock_ns is not None else settings.clock_ns
+        """The target clock period of this point: its own, else the settings', else (with a
+        Liberty file) the design clock of its unit configuration (``UnitSpec.design_clock_ns``)."""
+        if self.clock_ns is not None:
+            return check_clock_ns(self.clock_ns)
+        if settings.clock_ns is not None or settings.liberty is None:
+            return settings.clock_ns
+        return get_unit(self.unit).design_clock_ns.get(self.base_config or self.config)
 
     @property
     def label(self) -> str:

@@ -455,7 +455,8 @@ class BlockDotProduct(wiring.Component):
             products = vals.pop(f"products_{name}")
             width = lanes.product_width
             for g in range(bs // group):
-                m.submodules[f"tree_{name}_{g}"] = part = AdderTree(width, group)
+                tree_name = f"tree_{name}_{g}" if group < bs else f"tree_{name}"
+                m.submodules[tree_name] = part = AdderTree(width, group)
                 m.d.comb += part.inputs.eq(products[g * group * width:(g + 1) * group * width])
                 vals[f"part_{name}_{g}"] = part.sum
         vals, valid = stage(vals, self.pipeline >= 3, valid)

@@ -43,7 +43,7 @@ def test_layouts_and_ports():
     assert top.latency == 3 + 3
     assert "w__payload" in port_names(top) and "act__payload" in port_names(top)
     with pytest.raises(ValueError):
-        ClassifierDotProduct(pipeline=4)
+        ClassifierDotProduct(pipeline=6)
 
 
 @pytest.mark.synth

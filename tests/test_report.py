@@ -28,7 +28,7 @@ META = {"mpgen": "0.1.0", "python": "3.11.9", "yosys": "Yosys 0.70 (git sha1 28b
         "matplotlib": "3.11.2", "liberty": None, "date": "2026-11-23T23:00:00+00:00",
         "command": "mpgen run --output out"}
 
-DOTPROD_GROUPS = {"multipliers": ["lanes_*"], "adder tree": ["tree_*"], "scale & FP32 round": ["scale"],
+DOTPROD_GROUPS = {"multipliers": ["lanes_*"], "adder tree": ["tree_*"], "block scale & term": ["scale_decode", "scale", "to_term"],
                   "accumulator": ["accumulator"], "control & pipeline": ["(top)"]}
 FINEQ_GROUPS = {"decoders": ["decoder_*"], "PEs": ["pe_*"], "control & pipeline": ["(top)"]}
 GROUPS = {"dotprod": DOTPROD_GROUPS, "fineq": FINEQ_GROUPS}  # as in the units' specs

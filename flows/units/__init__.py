@@ -155,6 +155,10 @@ class UnitSpec:
         claims table.
     report_sweep : mapping, optional
         The parameter grid ``mpgen report`` sweeps for this unit (name → values).
+    design_clock_ns : mapping, optional
+        Configuration name → the clock period (ns) it is pipelined for: with a Liberty file and
+        no target clock of its own, a job synthesises that configuration toward it (and reports
+        slack against it).
     pipeline_ladder : str or callable, optional
         ``pipeline_ladder(params) -> list of parameter dicts``: the unit's pipeline choices for
         *params*, from the shallowest to the deepest. With one, ``pipeline=auto`` is accepted
@@ -182,6 +186,7 @@ class UnitSpec:
     claims: str | Callable[..., Any] | None = None
     report_sweep: Mapping[str, Sequence[Any]] | None = None
     pipeline_ladder: str | Callable[..., Any] | None = None
+    design_clock_ns: Mapping[str, float] = dataclasses.field(default_factory=dict)
     doc: str = ""
 
     def __post_init__(self):
@@ -192,7 +197,7 @@ class UnitSpec:
             raise ValueError(f"unit {self.name}: duplicate parameter names in {names}")
         for cfg, params in self.configs.items():
             self.check_params(params, where=f"configuration {cfg!r}")
-        for cfg in (*self.key_configs, *(self.energy_configs or ())):
+        for cfg in (*self.key_configs, *(self.energy_configs or ()), *self.design_clock_ns):
             if cfg not in self.configs:
                 raise ValueError(f"unit {self.name}: key configuration {cfg!r} is not one of "
                                  f"{', '.join(self.configs)}")

@@ -47,6 +47,7 @@ SPEC = UnitSpec(
         "mixed-shared": {"formats": "mixed", "organisation": "shared", "accumulation": "exact",
                          "pipeline": 3},
     },
+    design_clock_ns={name: 5.0 for name in ("fp8-only", "fp4-only", "mixed-split", "mixed-shared")},
     key_configs=("mixed-split", "fp8-only"),
     energy_configs=("mixed-split",),  # FP4xFP4 vs FP8xFP8 in one unit; fp8-only is the area baseline
     golden="mpgen.golden.dotprod:dot_products",
