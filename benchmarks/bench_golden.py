@@ -10,7 +10,8 @@ Prints one ``FIGURE`` line per figure (best of ``--repeat`` runs):
   per-tensor scale, in the same run (skipped if torchao is missing); its codes are checked to be
   identical to the torchao recipe's;
 * ``fgmp.quantize``: :func:`mpgen.golden.fgmp.fgmp_quantize` with 10 % FP8 blocks, elements/s;
-* ``dotprod.dot_products``: :func:`mpgen.golden.dotprod.dot_products` on FGMP block pairs of
+* ``dotprod.dot_products`` (and ``[exact]``, exact accumulation, as a ratio against it):
+  :func:`mpgen.golden.dotprod.dot_products` on FGMP block pairs of
   64-block dot products (all four block modes), block pairs/s.
 
 Not a test: nothing is asserted about speed.
@@ -93,6 +94,9 @@ def main(argv=None) -> int:
     t, _ = best_time(lambda: dot_products(pairs), repeat)
     figure("dotprod.dot_products", pairs.n / t, "block pairs/s",
            f"{pairs.n} pairs, {m_rows * n_rows} dot products of 64 blocks, {t:.3f} s")
+    t_exact, _ = best_time(lambda: dot_products(pairs, "exact"), repeat)
+    figure("dotprod.dot_products[exact]", pairs.n / t_exact, "block pairs/s",
+           f"{t / t_exact:.2f}x the FP32-accumulation golden on the same pairs, {t_exact:.3f} s")
     return 0
 
 
