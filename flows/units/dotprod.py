@@ -21,7 +21,7 @@ def pipeline_ladder(params) -> list[dict]:
 
 SPEC = UnitSpec(
     name="dotprod",
-    description="FGMP block dot product (BlockDotProduct): NVFP4/FP8 blocks, FP32 accumulation",
+    description="FGMP block dot product (BlockDotProduct): NVFP4/FP8 blocks, exact or FP32 accumulation",
     factory="mpgen.rtl.dotprod:BlockDotProduct",
     params=(
         Param("block_size", int, 16, BLOCK_SIZES, "elements per block"),
@@ -29,7 +29,8 @@ SPEC = UnitSpec(
               "block formats: mixed (flag per block), fp8 only, fp4 (NVFP4) only"),
         Param("organisation", str, None, ORGANISATIONS,
               "mixed only: split (cheap E2M1 lanes beside E4M3 lanes) or shared (default split)"),
-        Param("pipeline", int, 2, PIPELINE_DEPTHS, "register stages before the accumulator"),
+        Param("pipeline", int, 2, PIPELINE_DEPTHS,
+              "register stages before the accumulator (auto: the shallowest that closes --clock-ns)"),
         Param("accumulation", str, "fp32", ACCUMULATIONS,
               "fp32 (round each block term, FP32 adder in the loop) or exact (wide fixed-point "
               "sum, one rounding per dot product)"),
