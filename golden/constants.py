@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .formats import E2M1, UE4M3
 
-__all__ = ["ACCUMULATIONS", "BLOCK", "BLOCK_SIZES", "EXACT_MAX_BLOCKS", "FP8_IMPLICIT_SCALE", "FP8_IMPLICIT_SCALE_CODE"]
+__all__ = ["ACCUMULATIONS", "BLOCK", "BLOCK_SIZES", "EXACT_MAX_BLOCKS", "FP8_IMPLICIT_SCALE",
+           "FP8_IMPLICIT_SCALE_CODE"]
 
 #: Elements per NVFP4 (and FGMP) block, along the last dimension.
 BLOCK = 16

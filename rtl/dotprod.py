@@ -24,9 +24,9 @@ from mpgen.golden.formats import E2M1, E4M3, FP32, UE4M3
 from .accumulators import ExactAccumulator, FP32Accumulator, fixed_term_layout, fp32_term_layout
 from .arith import ToFP32, float_layout, unpack, widen
 
-__all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale", "TermToFP32",
-           "TermAlign", "max_term", "tree_groups", "default_tree_group", "ACCUMULATIONS", "FORMAT_SETS", "ORGANISATIONS",
-           "PIPELINE_DEPTHS"]
+__all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale",
+           "TermToFP32", "TermAlign", "max_term", "tree_groups", "default_tree_group",
+           "ACCUMULATIONS", "FORMAT_SETS", "ORGANISATIONS", "PIPELINE_DEPTHS"]
 
 FORMAT_SETS = ("mixed", "fp8", "fp4")
 ORGANISATIONS = ("split", "shared")
