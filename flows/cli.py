@@ -132,11 +132,9 @@ def _points(spec: UnitSpec, args) -> list[Point]:
     points = []
     for cfg, params in selected.items():
         label = _slug(cfg, overrides) if (overrides and name is not None) or cfg == "custom" else cfg
-        if spec.is_auto("pipeline", params.get("pipeline")):
-            for choice in resolve(spec.pipeline_ladder)(params):
-                _check_builds(spec, label, choice)
-        else:
-            _check_builds(spec, label, params)
+        auto = spec.is_auto("pipeline", params.get("pipeline"))
+        # pipeline=auto: the shallowest choice shows whether the other parameters build
+        _check_builds(spec, label, resolve(spec.pipeline_ladder)(params)[0] if auto else params)
         points.append(Point(spec.name, label, params))
     return points
 

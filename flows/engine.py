@@ -801,18 +801,19 @@ def resolve_auto_pipelines(points: Sequence[Point], settings: Settings, *,
             if res.errors or not timing:
                 raise ValueError(f"{point.label}: pipeline=auto: {params} failed: "
                                  + "; ".join(e.error for e in res.errors))
-            tried.append(f"{_ladder_step(params)} {timing[0].critical_path_ns:.2f} ns")
+            tried.append(f"{_ladder_step(point, params)} {timing[0].critical_path_ns:.2f} ns")
             if timing[0].closes:
                 chosen = params
                 break
-        say(f"{point.label}: pipeline=auto at {clock:g} ns → {_ladder_step(chosen)} "
+        say(f"{point.label}: pipeline=auto at {clock:g} ns → {_ladder_step(point, chosen)} "
             f"(tried {', '.join(tried)})")
         out.append(dataclasses.replace(point, params=chosen))
     return out
 
 
-def _ladder_step(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} {params[k]}" for k in ("pipeline", "tree_group") if k in params)
+def _ladder_step(point: Point, params: Mapping[str, Any]) -> str:
+    """What a ladder choice sets beyond the point's own parameters (``pipeline 3, tree_group 2``)."""
+    return ", ".join(f"{k} {v}" for k, v in params.items() if point.params.get(k) != v)
 
 
 def _workers(jobs: int | None, n: int) -> int:

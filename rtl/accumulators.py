@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from mpgen.golden.formats import FP32
 
-from .arith import FP32Adder, float_layout, leading_zeros, round_rne
+from .arith import FP32Adder, float_layout, leading_zeros, round_significand
 
 __all__ = ["FP32Accumulator", "ExactAccumulator", "fp32_term_layout", "fixed_term_layout"]
 
@@ -158,8 +158,7 @@ class ExactAccumulator(wiring.Component):
         # results); the valid bits move with the pipeline.
         def stage(valid_in, values: dict):
             valid = Signal(name=f"{next(iter(values))}_valid")
-            regs = {k: Signal.like(v, name=k, reset_less=True) if isinstance(v, Signal)
-                    else Signal(v.shape(), name=k, reset_less=True) for k, v in values.items()}
+            regs = {k: Signal.like(v, name=k, reset_less=True) for k, v in values.items()}
             with m.If(advance):
                 m.d.sync += valid.eq(valid_in)
             with m.If(advance & valid_in):
@@ -176,31 +175,28 @@ class ExactAccumulator(wiring.Component):
         m.d.comb += [pos.eq(sums + carry_value), one_minus_c.eq(1 - carry_value),
                      neg.eq(~sums + one_minus_c)]
         negative = pos[-1]
-        v2, r2 = stage(done, {"mag": Mux(negative, neg, pos), "mag_sign": negative,
+        v1, r1 = stage(done, {"mag": Mux(negative, neg, pos), "mag_sign": negative,
                               "mag_nan": acc_nan})
 
-        # stage 3: normalise; keep the 24 result bits, the guard bit and a sticky bit
-        lz = leading_zeros(m, r2["mag"], w, "lz")
+        # stage 2: normalise; keep the 24 result bits, the guard bit and a sticky bit
+        lz = leading_zeros(m, r1["mag"], w, "lz")
         norm = Signal(w, name="norm")
-        m.d.comb += norm.eq(r2["mag"] << lz)
-        v3, r3 = stage(v2, {"top": norm[w - M - 2:], "sticky": norm[:w - M - 2].any(),
-                            "lz": lz, "zero": ~norm[-1], "sign": r2["mag_sign"],
-                            "nan": r2["mag_nan"]})
+        m.d.comb += norm.eq(r1["mag"] << lz)
+        v2, r2 = stage(v1, {"top": norm[w - M - 2:], "sticky": norm[:w - M - 2].any(),
+                            "lz": lz, "zero": ~norm[-1], "sign": r1["mag_sign"],
+                            "nan": r1["mag_nan"]})
 
-        # stage 4 (the output register): round to nearest even, exponent, pack
-        keep, guard = r3["top"][1:], r3["top"][0]
-        rounded = Signal(M + 2)
-        m.d.comb += rounded.eq(keep + round_rne(keep, guard, r3["sticky"]))
-        carry = rounded[M + 1]
+        # stage 3 (the output register): round to nearest even, exponent, pack
+        frac, carry = round_significand(m, r2["top"][1:], r2["top"][0], r2["sticky"])
         biased = Signal(signed(16))
-        m.d.comb += biased.eq((w - 1 + self.lsb_exponent + FP32.bias) - r3["lz"] + carry)
+        m.d.comb += biased.eq((w - 1 + self.lsb_exponent + FP32.bias) - r2["lz"] + carry)
         result = Signal(_FP32_LAYOUT)
-        with m.If(~r3["zero"]):  # non-zero: the documented range is FP32-normal
-            m.d.comb += [result.sign.eq(r3["sign"]), result.exponent.eq(biased),
-                         result.mantissa.eq(Mux(carry, rounded[1:M + 1], rounded[:M]))]
+        with m.If(~r2["zero"]):  # non-zero: the documented range is FP32-normal
+            m.d.comb += [result.sign.eq(r2["sign"]), result.exponent.eq(biased),
+                         result.mantissa.eq(frac)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(advance & v3):
+        with m.If(advance & v2):
             m.d.sync += [self.o.valid.eq(1),
-                         self.o.payload.eq(Mux(r3["nan"], FP32.nan_code, result.as_value()))]
+                         self.o.payload.eq(Mux(r2["nan"], FP32.nan_code, result.as_value()))]
         return m

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from mpgen.golden.formats import FP32, FloatFormat
 
 __all__ = [
-    "float_layout", "UnpackedElement", "unpack", "widen", "leading_zeros", "round_rne", "ToFP32", "FP32Adder",
+    "float_layout", "UnpackedElement", "unpack", "widen", "leading_zeros", "round_significand", "ToFP32", "FP32Adder",
 ]
 
 
@@ -79,9 +79,19 @@ def leading_zeros(m: Module, value, width: int, name: str):
     return lz
 
 
-def round_rne(keep, guard, sticky):
-    """Increment of round-to-nearest-even: guard set and (sticky or keep's LSB odd)."""
-    return guard & (sticky | keep[0])
+def round_significand(m: Module, keep, guard, sticky, name: str = "rounded"):
+    """Round-to-nearest-even of a normalised significand: ``(fraction, carry)``.
+
+    ``keep`` is the hidden bit and the fraction bits kept, ``guard`` the next bit, ``sticky``
+    the OR of the bits below. The increment is guard and (sticky or keep's LSB odd); ``carry``
+    is set when it carries into a new binade (the caller adds it to the exponent), and
+    ``fraction`` is then the kept fraction bits of the rounded value.
+    """
+    n = len(keep) - 1
+    rounded = Signal(n + 2, name=name)
+    m.d.comb += rounded.eq(keep + (guard & (sticky | keep[0])))
+    carry = rounded[n + 1]
+    return Mux(carry, rounded[1:n + 1], rounded[:n]), carry
 
 
 _FP32_LAYOUT = float_layout(FP32)
@@ -118,13 +128,10 @@ class ToFP32(wiring.Component):
         keep = norm[w - _FP32_MAN - 1:]            # 24 bits incl. the hidden one
         guard = norm[w - _FP32_MAN - 2]
         sticky = norm[:w - _FP32_MAN - 2].any()
-        rounded = Signal(_FP32_MAN + 2)
-        m.d.comb += rounded.eq(keep + round_rne(keep, guard, sticky))
-        carry = rounded[_FP32_MAN + 1]
+        frac, carry = round_significand(m, keep, guard, sticky)
         # value = norm · 2**(exponent - lz); its leading one weighs 2**(exponent + w - 1 - lz).
         biased = Signal(signed(self.exp_width + 3))
         m.d.comb += biased.eq(self.exponent + (w - 1 + FP32.bias) - lz + carry)
-        frac = Mux(carry, rounded[1:_FP32_MAN + 1], rounded[:_FP32_MAN])
         r = self.result
         m.d.comb += r.sign.eq(self.sign)
         with m.If(self.magnitude == 0):
@@ -197,12 +204,9 @@ class FP32Adder(wiring.Component):
         keep = norm[3:W]       # hidden bit + 23 fraction bits
         guard = norm[2]
         sticky = norm[0] | norm[1]
-        rounded = Signal(M + 2)
-        m.d.comb += rounded.eq(keep + round_rne(keep, guard, sticky))
-        carry = rounded[M + 1]
+        frac, carry = round_significand(m, keep, guard, sticky)
         final_exp = Signal(signed(11))
         m.d.comb += final_exp.eq(exp + carry)
-        frac = Mux(carry, rounded[1:M + 1], rounded[:M])
 
         s = self.sum
         with m.If(big.exponent == _FP32_EMAX):           # ±Inf (+ finite) stays ±Inf

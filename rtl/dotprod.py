@@ -26,13 +26,21 @@ from .arith import ToFP32, float_layout, unpack, widen
 
 __all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale",
            "TermToFP32", "TermAlign", "max_term", "tree_groups", "default_tree_group",
-           "ACCUMULATIONS", "FORMAT_SETS", "ORGANISATIONS", "PIPELINE_DEPTHS"]
+           "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS", "ORGANISATIONS",
+           "PIPELINE_DEPTHS"]
 
 FORMAT_SETS = ("mixed", "fp8", "fp4")
 ORGANISATIONS = ("split", "shared")
 #: Register stages before the accumulator, cut in this order: the block term, the adder tree's
 #: output, the middle of the adder tree, the multipliers' outputs, the block-scale product.
 PIPELINE_DEPTHS = (1, 2, 3, 4, 5)
+#: Block-pair modes as (w_fp8, a_fp8), and those each format set takes.
+BLOCK_MODES = ((False, False), (False, True), (True, False), (True, True))
+
+
+def supported_modes(formats: str) -> tuple[tuple[bool, bool], ...]:
+    """The (w_fp8, a_fp8) modes a unit of ``formats`` takes."""
+    return {"mixed": BLOCK_MODES, "fp8": ((True, True),), "fp4": ((False, False),)}[formats]
 
 _FP32_LAYOUT = float_layout(FP32)
 
@@ -184,14 +192,13 @@ class ScaleDecode(wiring.Component):
 class BlockScale(wiring.Component):
     """Multiplies an exact block dot product by the block-scale mantissa product, combinational.
 
-    ``product`` is the block dot product in units of ``2**product_lsb`` and ``smant`` the
-    mantissa product of :class:`ScaleDecode`; ``scaled = product · smant`` (signed, exact), so
-    the block term is ``scaled · 2**sshift`` in units of ``2**term_lsb``.
+    ``smant`` is the mantissa product of :class:`ScaleDecode`; ``scaled = product · smant``
+    (signed, exact), so with the block dot product in units of ``2**p`` the block term is
+    ``scaled · 2**sshift`` in units of ``2**(p + 2·UE4M3.lsb_exponent)``.
     """
 
-    def __init__(self, product_width: int, product_lsb: int):
-        self.product_width, self.product_lsb = product_width, product_lsb
-        self.term_lsb = product_lsb + 2 * UE4M3.lsb_exponent
+    def __init__(self, product_width: int):
+        self.product_width = product_width
         mant_bits = 2 * (UE4M3.man_bits + 1)
         self.scaled_width = product_width + mant_bits
         super().__init__({"product": In(signed(product_width)), "smant": In(mant_bits),
@@ -368,14 +375,12 @@ class BlockDotProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bs = self.block_size
-        modes = {"mixed": ((0, 0), (0, 1), (1, 0), (1, 1)), "fp8": ((1, 1),),
-                 "fp4": ((0, 0),)}[self.formats]
         exact = self.accumulation == "exact"
         p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the grid of the block products
-        term_lsb = 2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent
+        term_lsb = 2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent  # of the block terms
         if exact:
             # every finite term fits; the sum of EXACT_MAX_BLOCKS of them too, with a sign bit
-            term_width = max_term(bs, modes, term_lsb).bit_length() + 1
+            term_width = max_term(bs, supported_modes(self.formats), term_lsb).bit_length() + 1
             acc_width = term_width + (EXACT_MAX_BLOCKS - 1).bit_length()
             acc = ExactAccumulator(acc_width, term_lsb)
         else:
@@ -400,8 +405,7 @@ class BlockDotProduct(wiring.Component):
             for name, v in values.items():
                 # no reset: a stage's data is only used with its valid bit (which has one), and
                 # reset-less registers that share an enable can be clock-gated
-                regs[name] = r = Signal.like(v, name=f"{name}_s", reset_less=True) \
-                    if isinstance(v, Signal) else Signal(v.shape(), name=f"{name}_s", reset_less=True)
+                regs[name] = r = Signal.like(v, name=f"{name}_s", reset_less=True)
                 load = advance & valid
                 for side, active in side_of.items():
                     if f"_{side}" in name:
@@ -484,7 +488,7 @@ class BlockDotProduct(wiring.Component):
         vals, valid = stage(vals, self.pipeline >= 2, valid)
 
         # ---- block-scale product
-        m.submodules.scale = sc = BlockScale(p_width, 2 * p_fmt.lsb_exponent)
+        m.submodules.scale = sc = BlockScale(p_width)
         m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
         vals = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
                 "last": vals["last"]}
@@ -495,7 +499,7 @@ class BlockDotProduct(wiring.Component):
             to_term = TermAlign(sc.scaled_width, term_width)
             term = Signal(fixed_term_layout(term_width))
         else:
-            to_term = TermToFP32(sc.scaled_width, sc.term_lsb)
+            to_term = TermToFP32(sc.scaled_width, term_lsb)
             term = Signal(fp32_term_layout())
         m.submodules.to_term = to_term
         m.d.comb += [to_term.scaled.eq(vals["scaled"]), to_term.shift.eq(vals["shift"]),

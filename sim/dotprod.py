@@ -15,6 +15,7 @@ import torch
 
 from mpgen.golden.dotprod import FP8_IMPLICIT_SCALE_CODE, BlockPairs
 from mpgen.golden.formats import E2M1, E4M3, UE4M3
+from mpgen.rtl.dotprod import supported_modes
 
 __all__ = ["Phase", "make_phases", "pack_payloads", "run_dotprod_regression", "RegressionResult",
            "simulate_dotprod"]
@@ -25,7 +26,6 @@ _E4M3_FINITE = [c for c in _E4M3_CODES if not E4M3.is_nan_code(c)]
 _UE4M3_FINITE = [c for c in range(1 << UE4M3.width) if not UE4M3.is_nan_code(c)]
 _E4M3_SUBNORMALS = [c for c in _E4M3_CODES if E4M3.fields(c)[1] == 0 and E4M3.fields(c)[2]]
 _FP4_CODES = list(range(1 << E2M1.width))
-MODES = ((False, False), (False, True), (True, False), (True, True))  # (w_fp8, a_fp8)
 
 
 @dataclass
@@ -36,10 +36,6 @@ class Phase:
     name: str
     pairs: BlockPairs
     reset_after: int | None = None
-
-
-def supported_modes(formats: str):
-    return {"mixed": MODES, "fp8": ((True, True),), "fp4": ((False, False),)}[formats]
 
 
 def _pairs(rows, bs) -> BlockPairs:

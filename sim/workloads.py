@@ -78,8 +78,10 @@ import random
 
 import torch
 
+from mpgen.rtl.dotprod import supported_modes
+
 from .classifier import Phase, expected_outputs, pack_inputs
-from .dotprod import pack_payloads, supported_modes
+from .dotprod import pack_payloads
 from .fineq import Tile, decoded_weights, expected_results, pack_acts, pack_weights
 from .workload import StreamPhase, Workload
 

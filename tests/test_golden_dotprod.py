@@ -80,28 +80,11 @@ def exact_reference(pairs: BlockPairs) -> list[int]:
 
 
 def reference(pairs: BlockPairs) -> list[int]:
+    """Rules 4-6: each exact block term rounded once to FP32, FP32 additions in stream order."""
     out, acc, nan = [], np.float32(0.0), False
     for i in range(pairs.n):
-        term = Fraction(0)
-        block_nan = False
-        for side in ("w", "a"):
-            fp8 = bool(getattr(pairs, f"{side}_fp8")[i])
-            sc = FP8_IMPLICIT_SCALE_CODE if fp8 else int(getattr(pairs, f"{side}_scale")[i])
-            if np.isnan(e4m3(sc)):
-                block_nan = True
-        prod = Fraction(0)
-        for j in range(pairs.block_size):
-            wc, ac = int(pairs.w_codes[i, j]), int(pairs.a_codes[i, j])
-            wv = e4m3(wc) if pairs.w_fp8[i] else e2m1(wc & 0xF)
-            av = e4m3(ac) if pairs.a_fp8[i] else e2m1(ac & 0xF)
-            if np.isnan(wv) or np.isnan(av):
-                block_nan = True
-                continue
-            prod += Fraction(wv) * Fraction(av)
-        ws = 6.0 if pairs.w_fp8[i] else e4m3(int(pairs.w_scale[i]))
-        as_ = 6.0 if pairs.a_fp8[i] else e4m3(int(pairs.a_scale[i]))
+        term, block_nan = exact_terms(pairs, i)
         if not block_nan:
-            term = prod * Fraction(ws) * Fraction(as_)
             # exact dyadic with < 53 significant bits: float() is exact, np.float32 rounds once
             assert Fraction(float(term)) == term
             acc = np.float32(acc + np.float32(float(term)))
