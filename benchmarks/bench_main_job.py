@@ -3,8 +3,9 @@
     python benchmarks/bench_main_job.py [--liberty FILE] [--jobs N] [--unit UNIT ...]
 
 Cold: a fresh ``MPGEN_CACHE`` (so no Verilator model, no Verilator run-time objects, no
-synthesis and no energy result is cached; the YoWASP WebAssembly compile cache in
-``~/.cache/YoWASP`` is per machine and not cleared).  Warm: the same command again, which only
+synthesis and no energy result is cached) and, as on a fresh machine, a fresh YoWASP compile
+cache (``YOWASP_CACHE_DIR``: the WebAssembly Yosys is compiled again, about 60 CPU-seconds;
+``--keep-yowasp`` uses the machine's own cache instead).  Warm: the same command again, which only
 reads the cache.  Per stage: the sum of the stage's own seconds over all points from the
 records (``--json``), i.e. CPU-side work spread over the worker processes, next to the wall
 time of the whole command.  The warm/cold ratio is measured in the same run.
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 
-def run(args, cache: Path, out: Path) -> tuple[float, list[dict]]:
+def run(args, cache: Path, out: Path, yowasp: Path) -> tuple[float, list[dict]]:
     cmd = [sys.executable, "-m", "mpgen.flows.cli", "-q", "run", "-o", str(out), "--json"]
     for u in args.unit or []:
         cmd += ["--unit", u]
@@ -32,6 +33,8 @@ def run(args, cache: Path, out: Path) -> tuple[float, list[dict]]:
         cmd += ["--jobs", str(args.jobs)]
     env = {k: v for k, v in os.environ.items() if k not in ("MPGEN_BUILD_DIR",)}
     env["MPGEN_CACHE"] = str(cache)
+    if not args.keep_yowasp:
+        env["YOWASP_CACHE_DIR"] = str(yowasp)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -59,15 +62,18 @@ def main(argv=None) -> int:
     p.add_argument("--liberty", help="Liberty file (default: none, as the README's quick start)")
     p.add_argument("--jobs", type=int, help="worker processes (default: mpgen's, the CPU count)")
     p.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    p.add_argument("--keep-yowasp", action="store_true",
+                   help="use the machine's YoWASP compile cache (default: a fresh one)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mpgen-bench-main-") as tmp:
-        cache, out = Path(tmp) / "cache", Path(tmp) / "out"
-        cold, records = run(args, cache, out)
-        warm, again = run(args, cache, out)
+        cache, out, yowasp = Path(tmp) / "cache", Path(tmp) / "out", Path(tmp) / "yowasp"
+        cold, records = run(args, cache, out, yowasp)
+        warm, again = run(args, cache, out, yowasp)
     cold_stages = stages(records)
     points = len({(r["unit"], r["config"]) for r in records})
     print(f"mpgen run: {points} points, {os.cpu_count()} CPUs, "
-          f"liberty {'yes' if args.liberty else 'no (generic)'}")
+          f"liberty {'yes' if args.liberty else 'no (generic)'}, YoWASP cache "
+          f"{'kept' if args.keep_yowasp else 'fresh'}")
     print(f"{'':24s} {'seconds':>9s}")
     print(f"{'cold, wall':24s} {cold:9.1f}")
     for name, secs in cold_stages.items():

