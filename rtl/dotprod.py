@@ -25,7 +25,7 @@ from .accumulators import ExactAccumulator, FP32Accumulator, fixed_term_layout, 
 from .arith import ToFP32, float_layout, unpack, widen
 
 __all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale",
-           "TermToFP32", "TermAlign", "max_term", "tree_groups", "default_tree_group",
+           "TermToFP32", "TermAlign", "max_term", "scale_min_shift", "tree_groups", "default_tree_group",
            "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS", "ORGANISATIONS",
            "PIPELINE_DEPTHS"]
 
@@ -152,16 +152,18 @@ class ScaleDecode(wiring.Component):
     Each operand's scale is its UE4M3 ``scale`` code, or the implicit FP8 scale when its ``fp8``
     flag is set (``scales="flagged"``); ``scales="fp8"`` hard-wires the implicit scale (FP8-only
     unit) and ``scales="nvfp4"`` always uses the codes. ``smant`` is the product of the two
-    4-bit mantissas (hidden bit included), ``sshift`` the sum of the two shifts; the scale
-    product is ``smant · 2**sshift · 2**(2·UE4M3.lsb_exponent)``. ``nan`` reports a NaN scale on
-    an NVFP4 block. Decoding at the unit's input keeps it off the later pipeline stages, and
-    13 bits travel down the pipeline instead of two codes and two flags.
+    4-bit mantissas (hidden bit included), ``sshift`` the sum of the two shifts less
+    ``min_shift``, the smallest sum the unit's scales reach (:func:`scale_min_shift`); the
+    scale product is ``smant · 2**(sshift + min_shift) · 2**(2·UE4M3.lsb_exponent)``. ``nan``
+    reports a NaN scale on an NVFP4 block. Decoding at the unit's input keeps it off the later
+    pipeline stages, and 13 bits travel down the pipeline instead of two codes and two flags.
     """
 
     def __init__(self, scales: str):
         if scales not in ("flagged", "fp8", "nvfp4"):
             raise ValueError(f"scales must be 'flagged', 'fp8' or 'nvfp4', not {scales!r}")
         self.scales = scales
+        self.min_shift = scale_min_shift(scales)
         members = {"smant": Out(2 * (UE4M3.man_bits + 1)), "sshift": Out(UE4M3.exp_bits + 1),
                    "nan": Out(1)}
         if scales != "fp8":
@@ -185,8 +187,18 @@ class ScaleDecode(wiring.Component):
         m = Module()
         wm, wsh, wn = self._scale("w")
         am, ash, an = self._scale("a")
-        m.d.comb += [self.smant.eq(wm * am), self.sshift.eq(wsh + ash), self.nan.eq(wn | an)]
+        m.d.comb += [self.smant.eq(wm * am), self.sshift.eq(wsh + ash - self.min_shift),
+                     self.nan.eq(wn | an)]
         return m
+
+
+def scale_min_shift(scales: str) -> int:
+    """The smallest scale-shift sum of :class:`ScaleDecode` for ``scales``: the FP8-only unit's
+    implicit scales are constant (their shifts move the whole term grid up, which narrows the
+    exact accumulator); an NVFP4 scale reaches shift 0."""
+    if scales == "fp8":
+        return 2 * UE4M3.mant_shift(FP8_IMPLICIT_SCALE_CODE)[2]
+    return 0
 
 
 class BlockScale(wiring.Component):
@@ -194,7 +206,7 @@ class BlockScale(wiring.Component):
 
     ``smant`` is the mantissa product of :class:`ScaleDecode`; ``scaled = product · smant``
     (signed, exact), so with the block dot product in units of ``2**p`` the block term is
-    ``scaled · 2**sshift`` in units of ``2**(p + 2·UE4M3.lsb_exponent)``.
+    ``scaled · 2**(sshift + min_shift)`` in units of ``2**(p + 2·UE4M3.lsb_exponent)``.
     """
 
     def __init__(self, product_width: int):
@@ -310,6 +322,13 @@ class BlockDotProduct(wiring.Component):
     latency : int
         Cycles from the handshake of a ``last`` pair to ``o.valid``: ``pipeline + 1`` with
         "fp32" accumulation, ``pipeline + 4`` with "exact".
+    term_lsb : int
+        The block terms' step is ``2**term_lsb``: the products' grid times the smallest scale
+        product the unit meets (-36 with NVFP4 scales; -20 in the "fp8" unit, whose scales
+        are constant).
+    accumulator_width : int or None
+        Bits of the exact accumulator (None with "fp32"): every finite term, times
+        ``EXACT_MAX_BLOCKS``, with a sign bit.
 
     Throughput one block pair per cycle. A result not taken on ``o`` stalls the whole pipeline.
     """
@@ -344,6 +363,15 @@ class BlockDotProduct(wiring.Component):
         self.accumulation = accumulation
         accumulator = FP32Accumulator if accumulation == "fp32" else ExactAccumulator
         self.latency = pipeline + accumulator.latency
+        self.scale_kind = {"mixed": "flagged", "fp8": "fp8", "fp4": "nvfp4"}[formats]
+        p_fmt = E2M1 if formats == "fp4" else E4M3  # the grid of the block products
+        self.term_lsb = (2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent
+                         + scale_min_shift(self.scale_kind))
+        self.term_width = self.accumulator_width = None
+        if accumulation == "exact":
+            top = max_term(block_size, supported_modes(formats), self.term_lsb)
+            self.term_width = top.bit_length() + 1  # with a sign bit
+            self.accumulator_width = self.term_width + (EXACT_MAX_BLOCKS - 1).bit_length()
 
         element_width = E2M1.width if formats == "fp4" else E4M3.width
         block = block_layout(element_width, block_size, flag=formats == "mixed",
@@ -377,12 +405,9 @@ class BlockDotProduct(wiring.Component):
         bs = self.block_size
         exact = self.accumulation == "exact"
         p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the grid of the block products
-        term_lsb = 2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent  # of the block terms
+        kind, term_lsb, term_width = self.scale_kind, self.term_lsb, self.term_width
         if exact:
-            # every finite term fits; the sum of EXACT_MAX_BLOCKS of them too, with a sign bit
-            term_width = max_term(bs, supported_modes(self.formats), term_lsb).bit_length() + 1
-            acc_width = term_width + (EXACT_MAX_BLOCKS - 1).bit_length()
-            acc = ExactAccumulator(acc_width, term_lsb)
+            acc = ExactAccumulator(self.accumulator_width, term_lsb)
         else:
             acc = FP32Accumulator()
         m.submodules.accumulator = acc
@@ -438,7 +463,6 @@ class BlockDotProduct(wiring.Component):
                                       ~x.w.fp8, ~x.a.fp8), E4M3))
 
         vals = {f"products_{fmt.name.lower()}": lanes.products.as_value() for lanes, fmt in sides}
-        kind = {"mixed": "flagged", "fp8": "fp8", "fp4": "nvfp4"}[self.formats]
         m.submodules.scale_decode = dec = ScaleDecode(kind)
         if kind != "fp8":
             m.d.comb += [dec.w_scale.eq(x.w.scale), dec.a_scale.eq(x.a.scale)]

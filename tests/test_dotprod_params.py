@@ -93,3 +93,32 @@ def test_exact_term_width_covers_the_largest_term(mode):
                        top, top, torch.tensor([True]))
     q, shift, _ = fixed_block_terms(pairs)
     assert int(q[0]) << int(shift[0]) == max_term(16, [mode], TERM_LSB)
+
+
+@pytest.mark.parametrize("formats,term_lsb,width", [("fp8", -20, 64), ("fp4", -20, 64),
+                                                     ("mixed", -36, 80)])
+def test_exact_accumulator_sits_on_the_terms_grid(formats, term_lsb, width):
+    """The FP8-only unit's scales are constant (6 = 12·2**8·2**-9 each), so its terms' step is
+    2**-20 and its accumulator 64 bits, like the FP4-only unit's; the mixed unit meets NVFP4
+    scales down to 2**-9 on E4M3 products and keeps 2**-36 and 80 bits."""
+    dut = BlockDotProduct(formats=formats, accumulation="exact")
+    assert (dut.term_lsb, dut.accumulator_width) == (term_lsb, width)
+
+
+def test_fp8_terms_are_multiples_of_the_fp8_units_grid():
+    """Every golden FP8×FP8 block term (random codes, every finite E4M3 code among them) is a
+    whole number of the FP8-only unit's steps, and the largest fits its term width."""
+    dut = BlockDotProduct(formats="fp8", accumulation="exact")
+    finite = torch.tensor([c for c in range(256) if not E4M3.is_nan_code(c)], dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(7)
+    n = 64
+    w = finite[torch.randint(len(finite), (n, 16), generator=gen)]
+    a = finite[torch.randint(len(finite), (n, 16), generator=gen)]
+    w[0] = a[0] = E4M3.max_code                                  # the largest term
+    w[1], a[1] = finite[:16], finite[-16:]                      # subnormals, the top
+    yes, scale = torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.uint8)
+    q, shift, _ = fixed_block_terms(BlockPairs(w, a, yes, yes, scale, scale, yes))
+    step = 1 << (dut.term_lsb - TERM_LSB)
+    terms = [int(qi) << int(si) for qi, si in zip(q, shift)]
+    assert all(t % step == 0 for t in terms)
+    assert max(abs(t) // step for t in terms).bit_length() == dut.term_width - 1
