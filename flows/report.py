@@ -931,7 +931,8 @@ def _claims_section(data: Mapping) -> list[str]:
         return []
     return ["## The papers' claims next to this run", "",
             "Measured with this run's gate-level energy flow (docs/energy.md: zero-delay "
-            "activity, no wires or leakage), so ratios are more meaningful than absolute values.",
+            "activity, no wires; clock gating and leakage as in the energy table), so ratios "
+            "are more meaningful than absolute values.",
             "", md_table(["what", "measured here", "paper"], rows, "lll")]
 
 
