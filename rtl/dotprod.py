@@ -3,9 +3,9 @@
 ``BlockDotProduct`` streams pairs of (weight, activation) blocks. Each block is NVFP4 (E2M1
 elements with a UE4M3 block scale) or FP8 (E4M3 elements, implicit block scale 6), chosen per block
 by a flag. The unit computes each block's dot product exactly in fixed point, multiplies it by the
-exact block-scale product, rounds that term once to FP32 and accumulates terms in FP32 until a block
-pair marked ``last`` closes the dot product. Numerics: :mod:`mpgen.golden.dotprod` (the
-specification) and ``docs/numerics.md``.
+exact block-scale product, and either rounds that term once to FP32 and accumulates terms in FP32,
+or sums the terms exactly and rounds once, until a block pair marked ``last`` closes the dot
+product. Numerics: :mod:`mpgen.golden.dotprod` (the specification) and ``docs/numerics.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .accumulators import ExactAccumulator, FP32Accumulator, fixed_term_layout, 
 from .arith import ToFP32, float_layout, unpack, widen
 
 __all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale",
-           "TermToFP32", "TermAlign", "max_term", "scale_min_shift", "tree_groups", "default_tree_group",
+           "TermToFP32", "TermAlign", "max_term", "OPERAND_LSB", "tree_groups", "default_tree_group",
            "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS", "ORGANISATIONS",
            "PIPELINE_DEPTHS"]
 
@@ -36,6 +36,15 @@ ORGANISATIONS = ("split", "shared")
 PIPELINE_DEPTHS = (1, 2, 3, 4, 5)
 #: Block-pair modes as (w_fp8, a_fp8), and those each format set takes.
 BLOCK_MODES = ((False, False), (False, True), (True, False), (True, True))
+#: Every operand (an element times its block scale) is a whole multiple of ``2**OPERAND_LSB``:
+#: an E2M1 element (step 2**-1) times a UE4M3 scale (step 2**-9), and an E4M3 element (step
+#: 2**-9) times FP8's implicit scale 6 = 12·2**-1. The block terms' step is ``2·OPERAND_LSB``.
+OPERAND_LSB = E2M1.lsb_exponent + UE4M3.lsb_exponent
+_FP8_SCALE_MANT, _FP8_SCALE_SHIFT = UE4M3.mant_shift(FP8_IMPLICIT_SCALE_CODE)[1:]
+if E4M3.lsb_exponent + UE4M3.lsb_exponent + _FP8_SCALE_SHIFT != OPERAND_LSB:
+    raise RuntimeError("the FP8 operand grid differs from the NVFP4 one: revisit OPERAND_LSB")
+#: An E2M1 operand widened onto E4M3 lanes carries this many extra low zero bits.
+_WIDEN_BITS = E2M1.lsb_exponent - E4M3.lsb_exponent
 
 
 def supported_modes(formats: str) -> tuple[tuple[bool, bool], ...]:
@@ -152,18 +161,19 @@ class ScaleDecode(wiring.Component):
     Each operand's scale is its UE4M3 ``scale`` code, or the implicit FP8 scale when its ``fp8``
     flag is set (``scales="flagged"``); ``scales="fp8"`` hard-wires the implicit scale (FP8-only
     unit) and ``scales="nvfp4"`` always uses the codes. ``smant`` is the product of the two
-    4-bit mantissas (hidden bit included), ``sshift`` the sum of the two shifts less
-    ``min_shift``, the smallest sum the unit's scales reach (:func:`scale_min_shift`); the
-    scale product is ``smant · 2**(sshift + min_shift) · 2**(2·UE4M3.lsb_exponent)``. ``nan``
-    reports a NaN scale on an NVFP4 block. Decoding at the unit's input keeps it off the later
-    pipeline stages, and 13 bits travel down the pipeline instead of two codes and two flags.
+    4-bit mantissas (hidden bit included) and ``sshift`` the sum of the two operands' shifts:
+    an NVFP4 operand's is its scale's shift, an FP8 operand's is 0, because the implicit scale's
+    shift is what E4M3's finer element grid takes away (:data:`OPERAND_LSB`). With each
+    element an integer on its own format's grid, the block term is ``Σ w·a · smant ·
+    2**sshift`` in units of ``2**(2·OPERAND_LSB)``. ``nan`` reports a NaN scale on an NVFP4
+    block. Decoding at the unit's input keeps it off the later pipeline stages, and 13 bits
+    travel down the pipeline instead of two codes and two flags.
     """
 
     def __init__(self, scales: str):
         if scales not in ("flagged", "fp8", "nvfp4"):
             raise ValueError(f"scales must be 'flagged', 'fp8' or 'nvfp4', not {scales!r}")
         self.scales = scales
-        self.min_shift = scale_min_shift(scales)
         members = {"smant": Out(2 * (UE4M3.man_bits + 1)), "sshift": Out(UE4M3.exp_bits + 1),
                    "nan": Out(1)}
         if scales != "fp8":
@@ -181,32 +191,22 @@ class ScaleDecode(wiring.Component):
             fp8 = getattr(self, f"{which}_fp8")
             code = Mux(fp8, FP8_IMPLICIT_SCALE_CODE, getattr(self, f"{which}_scale"))
         u = unpack(UE4M3, code)
-        return u.mant, u.shift, u.nan & ~fp8
+        return u.mant, Mux(fp8, 0, u.shift), u.nan & ~fp8
 
     def elaborate(self, platform):
         m = Module()
         wm, wsh, wn = self._scale("w")
         am, ash, an = self._scale("a")
-        m.d.comb += [self.smant.eq(wm * am), self.sshift.eq(wsh + ash - self.min_shift),
-                     self.nan.eq(wn | an)]
+        m.d.comb += [self.smant.eq(wm * am), self.sshift.eq(wsh + ash), self.nan.eq(wn | an)]
         return m
-
-
-def scale_min_shift(scales: str) -> int:
-    """The smallest scale-shift sum of :class:`ScaleDecode` for ``scales``: the FP8-only unit's
-    implicit scales are constant (their shifts move the whole term grid up, which narrows the
-    exact accumulator); an NVFP4 scale reaches shift 0."""
-    if scales == "fp8":
-        return 2 * UE4M3.mant_shift(FP8_IMPLICIT_SCALE_CODE)[2]
-    return 0
 
 
 class BlockScale(wiring.Component):
     """Multiplies an exact block dot product by the block-scale mantissa product, combinational.
 
     ``smant`` is the mantissa product of :class:`ScaleDecode`; ``scaled = product · smant``
-    (signed, exact), so with the block dot product in units of ``2**p`` the block term is
-    ``scaled · 2**(sshift + min_shift)`` in units of ``2**(p + 2·UE4M3.lsb_exponent)``.
+    (signed, exact), so with the block dot product on its operands' own grids the block term is
+    ``scaled · 2**sshift`` in units of ``2**(2·OPERAND_LSB)``.
     """
 
     def __init__(self, product_width: int):
@@ -323,9 +323,7 @@ class BlockDotProduct(wiring.Component):
         Cycles from the handshake of a ``last`` pair to ``o.valid``: ``pipeline + 1`` with
         "fp32" accumulation, ``pipeline + 4`` with "exact".
     term_lsb : int
-        The block terms' step is ``2**term_lsb``: the products' grid times the smallest scale
-        product the unit meets (-36 with NVFP4 scales; -20 in the "fp8" unit, whose scales
-        are constant).
+        The block terms' step is ``2**term_lsb``: ``2·OPERAND_LSB`` = -20 in every unit.
     accumulator_width : int or None
         Bits of the exact accumulator (None with "fp32"): every finite term, times
         ``EXACT_MAX_BLOCKS``, with a sign bit.
@@ -364,9 +362,7 @@ class BlockDotProduct(wiring.Component):
         accumulator = FP32Accumulator if accumulation == "fp32" else ExactAccumulator
         self.latency = pipeline + accumulator.latency
         self.scale_kind = {"mixed": "flagged", "fp8": "fp8", "fp4": "nvfp4"}[formats]
-        p_fmt = E2M1 if formats == "fp4" else E4M3  # the grid of the block products
-        self.term_lsb = (2 * p_fmt.lsb_exponent + 2 * UE4M3.lsb_exponent
-                         + scale_min_shift(self.scale_kind))
+        self.term_lsb = 2 * OPERAND_LSB
         self.term_width = self.accumulator_width = None
         if accumulation == "exact":
             top = max_term(block_size, supported_modes(formats), self.term_lsb)
@@ -404,7 +400,7 @@ class BlockDotProduct(wiring.Component):
         m = Module()
         bs = self.block_size
         exact = self.accumulation == "exact"
-        p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the grid of the block products
+        p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the lanes of the one-format units
         kind, term_lsb, term_width = self.scale_kind, self.term_lsb, self.term_width
         if exact:
             acc = ExactAccumulator(self.accumulator_width, term_lsb)
@@ -473,6 +469,8 @@ class BlockDotProduct(wiring.Component):
         vals.update(smant=dec.smant, sshift=dec.sshift)
         if len(sides) == 2:
             vals["both_fp4"] = both_fp4
+        if mixed:  # E2M1 operands on E4M3 lanes: their products' extra low zero bits go later
+            vals["fp4_operands"] = (~x.w.fp8).as_unsigned() + (~x.a.fp8).as_unsigned()
         vals, valid = stage(vals, self.pipeline >= 4, self.i.valid)
 
         # ---- adder trees, cut at pipeline >= 3: groups of tree_group products summed,
@@ -500,10 +498,18 @@ class BlockDotProduct(wiring.Component):
             m.submodules[f"tree_{name}"] = tree = AdderTree(len(parts[0]), len(parts))
             m.d.comb += tree.inputs.eq(Cat(*parts))
             sums[fmt] = tree.sum
-        if len(sums) == 2:
-            align = 2 * (E2M1.lsb_exponent - E4M3.lsb_exponent)
-            product = Mux(vals.pop("both_fp4"), sums[E2M1] << align, sums[E4M3])
-            p_width = max(len(sums[E4M3]), len(sums[E2M1]) + align)
+        # ---- the block dot product on its operands' own grids: an E4M3-lane sum with E2M1
+        # operands drops their widening's low zero bits (exact); in "split" FP4×FP4 pairs take
+        # the E2M1 lanes' sum
+        if mixed:
+            n4, wide = vals.pop("fp4_operands"), sums[E4M3]
+            if len(sums) == 2:  # the E4M3 lanes see at most one FP4 operand
+                product = Mux(vals.pop("both_fp4"), sums[E2M1],
+                              Mux(n4[0], wide >> _WIDEN_BITS, wide))
+            else:
+                product = Mux(n4 == 0, wide,
+                              Mux(n4 == 1, wide >> _WIDEN_BITS, wide >> 2 * _WIDEN_BITS))
+            p_width = len(wide)
         else:
             product = sums[p_fmt]
             p_width = len(product)

@@ -95,29 +95,35 @@ def test_exact_term_width_covers_the_largest_term(mode):
     assert int(q[0]) << int(shift[0]) == max_term(16, [mode], TERM_LSB)
 
 
-@pytest.mark.parametrize("formats,term_lsb,width", [("fp8", -20, 64), ("fp4", -20, 64),
-                                                     ("mixed", -36, 80)])
-def test_exact_accumulator_sits_on_the_terms_grid(formats, term_lsb, width):
-    """The FP8-only unit's scales are constant (6 = 12·2**8·2**-9 each), so its terms' step is
-    2**-20 and its accumulator 64 bits, like the FP4-only unit's; the mixed unit meets NVFP4
-    scales down to 2**-9 on E4M3 products and keeps 2**-36 and 80 bits."""
+@pytest.mark.parametrize("formats", FORMAT_SETS)
+def test_exact_accumulator_is_64_bits_at_the_operand_grid(formats):
+    """Every operand (E2M1 × UE4M3 scale, or E4M3 × the implicit 6 = 12·2**-1) is a multiple of
+    2**-10, so every unit's terms sit on 2**-20 and 64 bits hold 2**16 of the largest."""
     dut = BlockDotProduct(formats=formats, accumulation="exact")
-    assert (dut.term_lsb, dut.accumulator_width) == (term_lsb, width)
+    assert (dut.term_lsb, dut.term_width, dut.accumulator_width) == (-20, 48, 64)
 
 
-def test_fp8_terms_are_multiples_of_the_fp8_units_grid():
-    """Every golden FP8×FP8 block term (random codes, every finite E4M3 code among them) is a
-    whole number of the FP8-only unit's steps, and the largest fits its term width."""
-    dut = BlockDotProduct(formats="fp8", accumulation="exact")
-    finite = torch.tensor([c for c in range(256) if not E4M3.is_nan_code(c)], dtype=torch.uint8)
+@pytest.mark.parametrize("mode", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_golden_terms_are_whole_steps_of_the_units_grid(mode):
+    """Every golden block term of a mode (random codes and scales, subnormal scales and the
+    largest term among them) is a whole number of the unit's steps, and the largest needs all
+    of its term width."""
+    dut = BlockDotProduct(accumulation="exact")
     gen = torch.Generator().manual_seed(7)
-    n = 64
-    w = finite[torch.randint(len(finite), (n, 16), generator=gen)]
-    a = finite[torch.randint(len(finite), (n, 16), generator=gen)]
-    w[0] = a[0] = E4M3.max_code                                  # the largest term
-    w[1], a[1] = finite[:16], finite[-16:]                      # subnormals, the top
-    yes, scale = torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.uint8)
-    q, shift, _ = fixed_block_terms(BlockPairs(w, a, yes, yes, scale, scale, yes))
+    n = 256
+
+    def operand(fp8):
+        fmt = E4M3 if fp8 else E2M1
+        finite = torch.tensor([c for c in range(1 << fmt.width) if not fmt.is_nan_code(c)],
+                              dtype=torch.uint8)
+        codes = finite[torch.randint(len(finite), (n, 16), generator=gen)]
+        codes[0] = fmt.max_code
+        scales = torch.randint(UE4M3.max_code + 1, (n,), generator=gen).to(torch.uint8)
+        scales[0], scales[1:8] = UE4M3.max_code, torch.arange(1, 8)  # the top, subnormals
+        return codes, torch.full((n,), bool(fp8)), scales
+
+    (wc, wf, ws), (ac, af, as_) = operand(mode[0]), operand(mode[1])
+    q, shift, _ = fixed_block_terms(BlockPairs(wc, ac, wf, af, ws, as_, torch.ones(n, dtype=torch.bool)))
     step = 1 << (dut.term_lsb - TERM_LSB)
     terms = [int(qi) << int(si) for qi, si in zip(q, shift)]
     assert all(t % step == 0 for t in terms)
