@@ -261,7 +261,9 @@ class TemporalPE(wiring.Component):
         base = Mux(self.first, self.psum_in, acc)
         total = Signal(signed(self.acc_bits + 1), name="total")
         m.d.comb += total.eq(Cat(Const(1, 1), base).as_signed() + Cat(subtract, term).as_signed())
-        with m.If(self.advance):
+        # the accumulator loads only when it changes: in a step's first cycle (from psum_in) and
+        # in the cycles it adds; otherwise it holds, and its clock is gated
+        with m.If(self.advance & (self.first | enable)):
             m.d.sync += acc.eq(total[1:])
         m.d.comb += [self.a_out.eq(a), self.psum_out.eq(acc)]
         return m
