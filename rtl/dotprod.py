@@ -206,7 +206,8 @@ class BlockScale(wiring.Component):
 
     ``smant`` is the mantissa product of :class:`ScaleDecode`; ``scaled = product · smant``
     (signed, exact), so with the block dot product on its operands' own grids the block term is
-    ``scaled · 2**sshift`` in units of ``2**(2·OPERAND_LSB)``.
+    ``scaled · 2**sshift`` in units of ``2**(2·OPERAND_LSB)`` (a mixed unit's products are on the
+    E4M3 grid, with extra low zero bits for E2M1 operands, which the term stage drops).
     """
 
     def __init__(self, product_width: int):
@@ -223,19 +224,30 @@ class BlockScale(wiring.Component):
 
 
 class TermToFP32(wiring.Component):
-    """Rounds a scaled block term ``scaled·2**shift·2**lsb`` once to FP32 (RNE), combinational."""
+    """Rounds a scaled block term ``scaled·2**shift·2**lsb`` once to FP32 (RNE), combinational.
 
-    def __init__(self, scaled_width: int, lsb: int):
-        self.scaled_width, self.lsb = scaled_width, lsb
-        super().__init__({"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
-                          "term": Out(_FP32_LAYOUT)})
+    With ``widen_bits`` the ``narrowed`` input says how many E2M1 operands were widened onto
+    E4M3 lanes: ``scaled`` then carries ``widen_bits`` extra low zero bits for each, and the
+    term is ``scaled·2**(shift - widen_bits·narrowed)·2**lsb``.
+    """
+
+    def __init__(self, scaled_width: int, lsb: int, widen_bits: int = 0):
+        self.scaled_width, self.lsb, self.widen_bits = scaled_width, lsb, widen_bits
+        members = {"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
+                   "term": Out(_FP32_LAYOUT)}
+        if widen_bits:
+            members["narrowed"] = In(2)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.to_fp32 = conv = ToFP32(max(self.scaled_width - 1, FP32.man_bits + 3))
         p = self.scaled
+        exponent = self.shift + self.lsb
+        if self.widen_bits:
+            exponent = exponent - self.narrowed * self.widen_bits
         m.d.comb += [conv.sign.eq(p[-1]), conv.magnitude.eq(Mux(p[-1], -p, p)),
-                     conv.exponent.eq(self.shift + self.lsb), self.term.eq(conv.result)]
+                     conv.exponent.eq(exponent), self.term.eq(conv.result)]
         return m
 
 
@@ -244,17 +256,32 @@ class TermAlign(wiring.Component):
 
     ``term = scaled << shift`` as a ``width``-bit two's complement integer; the caller sizes
     ``width`` so that every finite term fits (the shift only reaches its maximum on small
-    products), so dropping the bits above is exact.
+    products), so dropping the bits above is exact. With ``widen_bits``, ``narrowed`` E2M1
+    operands were widened onto E4M3 lanes and ``scaled`` carries ``widen_bits`` extra low zero
+    bits for each: the term is the window of ``scaled << shift`` above them. Dropping those
+    zeros here, after the scale product, keeps the small FP4 products at the top of the
+    multiplier's input, where their sign extension is short (it would toggle the whole
+    multiplier and shifter if they were dropped before).
     """
 
-    def __init__(self, scaled_width: int, width: int):
-        self.scaled_width, self.width = scaled_width, width
-        super().__init__({"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
-                          "term": Out(signed(width))})
+    def __init__(self, scaled_width: int, width: int, widen_bits: int = 0):
+        self.scaled_width, self.width, self.widen_bits = scaled_width, width, widen_bits
+        members = {"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
+                   "term": Out(signed(width))}
+        if widen_bits:
+            members["narrowed"] = In(2)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.term.eq(self.scaled << self.shift)
+        wb, w = self.widen_bits, self.width
+        full = Signal(signed(w + 2 * wb), name="shifted")
+        m.d.comb += full.eq(self.scaled << self.shift)
+        if not wb:
+            m.d.comb += self.term.eq(full)
+            return m
+        n = self.narrowed
+        m.d.comb += self.term.eq(Mux(n == 0, full[:w], Mux(n == 1, full[wb:wb + w], full[2 * wb:])))
         return m
 
 
@@ -469,7 +496,7 @@ class BlockDotProduct(wiring.Component):
         vals.update(smant=dec.smant, sshift=dec.sshift)
         if len(sides) == 2:
             vals["both_fp4"] = both_fp4
-        if mixed:  # E2M1 operands on E4M3 lanes: their products' extra low zero bits go later
+        if mixed:  # E2M1 operands on the E4M3 grid: the term stage drops their low zero bits
             vals["fp4_operands"] = (~x.w.fp8).as_unsigned() + (~x.a.fp8).as_unsigned()
         vals, valid = stage(vals, self.pipeline >= 4, self.i.valid)
 
@@ -498,18 +525,12 @@ class BlockDotProduct(wiring.Component):
             m.submodules[f"tree_{name}"] = tree = AdderTree(len(parts[0]), len(parts))
             m.d.comb += tree.inputs.eq(Cat(*parts))
             sums[fmt] = tree.sum
-        # ---- the block dot product on its operands' own grids: an E4M3-lane sum with E2M1
-        # operands drops their widening's low zero bits (exact); in "split" FP4×FP4 pairs take
-        # the E2M1 lanes' sum
-        if mixed:
-            n4, wide = vals.pop("fp4_operands"), sums[E4M3]
-            if len(sums) == 2:  # the E4M3 lanes see at most one FP4 operand
-                product = Mux(vals.pop("both_fp4"), sums[E2M1],
-                              Mux(n4[0], wide >> _WIDEN_BITS, wide))
-            else:
-                product = Mux(n4 == 0, wide,
-                              Mux(n4 == 1, wide >> _WIDEN_BITS, wide >> 2 * _WIDEN_BITS))
-            p_width = len(wide)
+        # ---- in "split" the FP4 sum is put onto the E4M3 grid (as if both operands had been
+        # widened, which the term stage undoes) and selected
+        if len(sums) == 2:
+            align = 2 * _WIDEN_BITS
+            product = Mux(vals.pop("both_fp4"), sums[E2M1] << align, sums[E4M3])
+            p_width = max(len(sums[E4M3]), len(sums[E2M1]) + align)
         else:
             product = sums[p_fmt]
             p_width = len(product)
@@ -521,20 +542,23 @@ class BlockDotProduct(wiring.Component):
         m.submodules.scale = sc = BlockScale(p_width)
         m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
         vals = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
-                "last": vals["last"]}
+                "last": vals["last"], **{k: vals[k] for k in ("fp4_operands",) if k in vals}}
         vals, valid = stage(vals, self.pipeline >= 5, valid)
 
         # ---- the block term: rounded to FP32, or aligned onto the exact accumulator's grid
+        widen_bits = _WIDEN_BITS if mixed else 0
         if exact:
-            to_term = TermAlign(sc.scaled_width, term_width)
+            to_term = TermAlign(sc.scaled_width, term_width, widen_bits)
             term = Signal(fixed_term_layout(term_width))
         else:
-            to_term = TermToFP32(sc.scaled_width, term_lsb)
+            to_term = TermToFP32(sc.scaled_width, term_lsb, widen_bits)
             term = Signal(fp32_term_layout())
         m.submodules.to_term = to_term
         m.d.comb += [to_term.scaled.eq(vals["scaled"]), to_term.shift.eq(vals["shift"]),
                      term.value.eq(to_term.term), term.nan.eq(vals["nan"]),
                      term.last.eq(vals["last"])]
+        if mixed:
+            m.d.comb += to_term.narrowed.eq(vals["fp4_operands"])
         vals, valid = stage({"term": term}, True, valid)
 
         # ---- FP32 accumulation
