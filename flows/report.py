@@ -537,7 +537,8 @@ def fig_sweep(sweep: Mapping, param: str, data: Mapping | None = None, *, index:
     unit = sweep.get("unit", "?")
     grid_txt = " × ".join(f"{p}={','.join(map(str, v))}" for p, v in grid.items())
     sims = sorted({str(r.get("simulator")) for r in rows if r.get("simulator")})
-    cap = (f"Sweep {index + 1}, unit {unit}: area (generic NAND2-eq, flattened Yosys synthesis)"
+    kind = "Liberty-mapped" if sweep.get("liberty") else "generic"
+    cap = (f"Sweep {index + 1}, unit {unit}: area ({kind} NAND2-eq, one-pass Yosys synthesis)"
            + (", logic depth (Yosys ltp, gates between flip-flops)" if depth else "")
            + (f" and energy per op by mode ({'/'.join(energy_units)}"
               + (f"; {_GEU_NOTE}" if "GEU" in energy_units else "") + ")" if modes else "")
