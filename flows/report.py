@@ -953,8 +953,10 @@ def _sweep_section(data: Mapping) -> list[str]:
             if e:
                 eunits.add(u or "?")
         lib = any(r.get("area_um2") is not None for r in rows)
+        timed = any(r.get("fmax_mhz") is not None for r in rows)
         eu = "/".join(sorted(eunits))
         head = (names + ["status", "NAND2-eq"] + (["µm²"] if lib else []) + ["depth"]
+                + (["critical path ns", "fmax MHz"] if timed else [])
                 + [f"{m} ({eu}/op)" for m in modes] + ["vectors", "mismatches"])
         body = []
         for r in rows:
@@ -965,6 +967,8 @@ def _sweep_section(data: Mapping) -> list[str]:
             e, _ = _row_energy(r, sweep)
             body.append([fmt(p.get(n)) for n in names] + [status, fmt(r.get("nand2_eq"))]
                         + ([fmt(r.get("area_um2"))] if lib else []) + [fmt(r.get("logic_depth"))]
+                        + ([fmt(r.get("critical_path_ns"), 2), fmt(r.get("fmax_mhz"), 1)]
+                           if timed else [])
                         + [fmt_energy(e.get(m)) for m in modes]
                         + [fmt(r.get("vectors")), fmt(r.get("mismatches"))])
         grid_txt = " × ".join(f"{p} ∈ {{{', '.join(map(str, v))}}}" for p, v in grid.items())

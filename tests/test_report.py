@@ -474,3 +474,15 @@ def test_timing_section_lists_every_timed_configuration(tmp_path):
     assert "typ (1.2 V)" in section and "a_q → acc (D)" in section
     assert "| dotprod | mixed-split | 10.000 | 100.0 | – | – | – | 1,000.0 | reg-to-reg |" in section
     assert "| dotprod | fp8-only | 6.000 | 166.7 | 5.00 | -1.000 | no | 900.0 |" in section
+
+
+def test_sweep_table_shows_timing_when_the_points_have_it():
+    """Sweep points timed against a Liberty file carry their critical path and fmax into the
+    table; untimed sweeps keep the table without those columns."""
+    data = make_data()
+    assert "fmax MHz" not in "\n".join(_sweep_section(data))
+    for r in data["sweeps"][0]["rows"]:
+        r.update(critical_path_ns=12.11, fmax_mhz=82.58)
+    md = "\n".join(_sweep_section(data))
+    assert "| critical path ns | fmax MHz |" in md
+    assert "| 8 | shared | 2 | ok | 8,201.0 | 70 | 12.11 | 82.6 |" in md
