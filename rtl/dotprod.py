@@ -40,7 +40,7 @@ BLOCK_MODES = ((False, False), (False, True), (True, False), (True, True))
 #: an E2M1 element (step 2**-1) times a UE4M3 scale (step 2**-9), and an E4M3 element (step
 #: 2**-9) times FP8's implicit scale 6 = 12·2**-1. The block terms' step is ``2·OPERAND_LSB``.
 OPERAND_LSB = E2M1.lsb_exponent + UE4M3.lsb_exponent
-_FP8_SCALE_MANT, _FP8_SCALE_SHIFT = UE4M3.mant_shift(FP8_IMPLICIT_SCALE_CODE)[1:]
+_FP8_SCALE_SHIFT = UE4M3.mant_shift(FP8_IMPLICIT_SCALE_CODE)[2]
 if E4M3.lsb_exponent + UE4M3.lsb_exponent + _FP8_SCALE_SHIFT != OPERAND_LSB:
     raise RuntimeError("the FP8 operand grid differs from the NVFP4 one: revisit OPERAND_LSB")
 #: An E2M1 operand widened onto E4M3 lanes carries this many extra low zero bits.
