@@ -486,3 +486,18 @@ def test_sweep_table_shows_timing_when_the_points_have_it():
     md = "\n".join(_sweep_section(data))
     assert "| critical path ns | fmax MHz |" in md
     assert "| 8 | shared | 2 | ok | 8,201.0 | 70 | 12.11 | 82.6 |" in md
+
+
+def test_claims_amortise_the_classifier_over_a_16x16_array(tmp_path):
+    """With both areas in the data, the classifier is set against the 16×16 array of mixed-split
+    units it serves: area against 256 units, energy per block against the 16 pairs it feeds."""
+    data = make_data()
+    data["records"] += records_from({"classifier": {"bf16": {
+        "params": {}, "area": _area("classifier", {"score_acc": 32000.0, "(top)": 768.0}, flat=0.0),
+        "energy": _energy("classifier", "bf16", {"classify": 250.0}, op_name="block")}}})
+    text = write_report(data, tmp_path).read_text()
+    claims = text[text.index("## The papers' claims"):text.index("## Regression")]
+    # 32,768 / (256 × 13,200) = 0.97 %; 250 / (16 × 125) = 12.5 %
+    assert ("| one classifier per 16×16 array of mixed-split dot-product units | area 32,768 vs "
+            "256 × 13,200 NAND2-eq (0.97%); energy per block vs the 16 FP8×FP8 block pairs it "
+            "feeds in one pass: 12.5% | minimal overhead (FGMP) |") in claims
