@@ -78,6 +78,7 @@ import random
 
 import torch
 
+from mpgen.golden.fineq import DEFAULT_GROUP_SIZE, fineq_quantize, rtn_quantize
 from mpgen.rtl.dotprod import supported_modes
 
 from .classifier import Phase, expected_outputs, pack_inputs
@@ -463,9 +464,6 @@ def fineq_workload(arr, mode: str = "mac", *, ops: int | None = None, seed: int 
                    data: str = "auto", layer: str = DEFAULT_LAYER) -> Workload:
     """Workload of the FineQ (or baseline) array *arr* (module docstring); ``ops`` counts MACs."""
     ops = _check_request(arr, mode, fineq_modes(arr), ops, seed, data)
-    from mpgen.golden.fineq import DEFAULT_GROUP_SIZE, fineq_quantize, rtn_quantize
-
-
     R, C = arr.rows, arr.cols
     per_vector = R * C
     if ops is None:
