@@ -223,6 +223,16 @@ class BlockScale(wiring.Component):
         return m
 
 
+def _term_members(scaled_width: int, term, widen_bits: int) -> dict:
+    """Ports of a term stage (:class:`TermToFP32`, :class:`TermAlign`): ``scaled`` and its
+    ``shift`` in, ``term`` out, and with ``widen_bits`` the ``narrowed`` count in."""
+    members = {"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
+               "term": Out(term)}
+    if widen_bits:
+        members["narrowed"] = In(2)
+    return members
+
+
 class TermToFP32(wiring.Component):
     """Rounds a scaled block term ``scaled·2**shift·2**lsb`` once to FP32 (RNE), combinational.
 
@@ -233,11 +243,7 @@ class TermToFP32(wiring.Component):
 
     def __init__(self, scaled_width: int, lsb: int, widen_bits: int = 0):
         self.scaled_width, self.lsb, self.widen_bits = scaled_width, lsb, widen_bits
-        members = {"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
-                   "term": Out(_FP32_LAYOUT)}
-        if widen_bits:
-            members["narrowed"] = In(2)
-        super().__init__(members)
+        super().__init__(_term_members(scaled_width, _FP32_LAYOUT, widen_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -266,11 +272,7 @@ class TermAlign(wiring.Component):
 
     def __init__(self, scaled_width: int, width: int, widen_bits: int = 0):
         self.scaled_width, self.width, self.widen_bits = scaled_width, width, widen_bits
-        members = {"scaled": In(signed(scaled_width)), "shift": In(UE4M3.exp_bits + 1),
-                   "term": Out(signed(width))}
-        if widen_bits:
-            members["narrowed"] = In(2)
-        super().__init__(members)
+        super().__init__(_term_members(scaled_width, signed(width), widen_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -542,7 +544,8 @@ class BlockDotProduct(wiring.Component):
         m.submodules.scale = sc = BlockScale(p_width)
         m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
         vals = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
-                "last": vals["last"], **{k: vals[k] for k in ("fp4_operands",) if k in vals}}
+                "last": vals["last"],
+                **({"fp4_operands": vals["fp4_operands"]} if mixed else {})}
         vals, valid = stage(vals, self.pipeline >= 5, valid)
 
         # ---- the block term: rounded to FP32, or aligned onto the exact accumulator's grid
