@@ -24,10 +24,10 @@ from mpgen.golden.formats import E2M1, E4M3, FP32, UE4M3
 from .accumulators import ExactAccumulator, FP32Accumulator, fixed_term_layout, fp32_term_layout
 from .arith import ToFP32, float_layout, unpack, widen
 
-__all__ = ["BlockDotProduct", "MultiplierLanes", "AdderTree", "ScaleDecode", "BlockScale",
-           "TermToFP32", "TermAlign", "max_term", "OPERAND_LSB", "tree_groups", "default_tree_group",
-           "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS", "ORGANISATIONS",
-           "PIPELINE_DEPTHS"]
+__all__ = ["BlockDotProduct", "MultiplierLanes", "ProductShift", "AdderTree", "ScaleDecode",
+           "BlockScale", "TermToFP32", "TermAlign", "max_term", "OPERAND_LSB", "tree_groups",
+           "default_tree_group", "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS",
+           "ORGANISATIONS", "PIPELINE_DEPTHS"]
 
 FORMAT_SETS = ("mixed", "fp8", "fp4")
 ORGANISATIONS = ("split", "shared")
@@ -76,9 +76,10 @@ def block_layout(element_width: int, block_size: int, *, flag: bool, scale: bool
 class MultiplierLanes(wiring.Component):
     """``block_size`` sign-magnitude multipliers of one element format, combinational.
 
-    Lane ``i`` computes ``w[i]·a[i]`` exactly, as a signed integer in units of
-    ``2**(2·fmt.lsb_exponent)``: the hidden-bit mantissas are multiplied and the product shifted
-    by the sum of the two ``max(exponent, 1) - 1`` shifts. With ``narrow`` set, lanes of format
+    Lane ``i`` computes ``w[i]·a[i]`` exactly as ``mantissas[i] << shifts[i]``, in units of
+    ``2**(2·fmt.lsb_exponent)``: the signed product of the hidden-bit mantissas and the sum of
+    the two ``max(exponent, 1) - 1`` shifts (:class:`ProductShift` applies it; the pair is
+    9 + 5 bits per E4M3 lane, where the shifted product is 37). With ``narrow`` set, lanes of format
     E4M3 read an operand's low 4 bits as E2M1 and widen it (exact), so FP4 blocks can share FP8
     lanes. ``nan`` is set when any lane sees a NaN code of an operand that is not narrow.
     """
@@ -89,11 +90,13 @@ class MultiplierLanes(wiring.Component):
         if narrow is not None and narrow is not E2M1:
             raise ValueError("only E2M1 operands can be widened onto lanes")
         self.fmt, self.block_size, self.narrow = fmt, block_size, narrow
-        self.product_width = _product_bits(fmt) + 1
+        self.mantissa_width = 2 * (fmt.man_bits + 1) + 1  # with a sign bit
+        self.shift_width = (2 * _max_shift(fmt)).bit_length()
         codes = data.ArrayLayout(unsigned(fmt.width), block_size)
         members = {
             "w": In(codes), "a": In(codes),
-            "products": Out(data.ArrayLayout(signed(self.product_width), block_size)),
+            "mantissas": Out(data.ArrayLayout(signed(self.mantissa_width), block_size)),
+            "shifts": Out(data.ArrayLayout(unsigned(self.shift_width), block_size)),
             "nan": Out(1),
         }
         if narrow is not None:
@@ -119,11 +122,30 @@ class MultiplierLanes(wiring.Component):
             # the sign goes onto the short mantissa product before the shift: a narrow negation
             # instead of one as wide as the shifted product
             mant = Signal(2 * (self.fmt.man_bits + 1), name=f"mant{i}")
-            smant = Signal(signed(len(mant) + 1), name=f"smant{i}")
-            m.d.comb += [mant.eq(wm * am), smant.eq(Mux(ws ^ as_, -mant, mant)),
-                         self.products[i].eq(smant << (wsh + ash))]
+            m.d.comb += [mant.eq(wm * am), self.mantissas[i].eq(Mux(ws ^ as_, -mant, mant)),
+                         self.shifts[i].eq(wsh + ash)]
             nans += [wn, an]
         m.d.comb += self.nan.eq(Cat(*nans).any())
+        return m
+
+
+class ProductShift(wiring.Component):
+    """``products[i] = mantissas[i] << shifts[i]`` for the lanes of a :class:`MultiplierLanes`,
+    combinational: the signed lane products in units of ``2**(2·fmt.lsb_exponent)``."""
+
+    def __init__(self, lanes: MultiplierLanes):
+        self.block_size = lanes.block_size
+        self.product_width = _product_bits(lanes.fmt) + 1
+        super().__init__({
+            "mantissas": In(data.ArrayLayout(signed(lanes.mantissa_width), lanes.block_size)),
+            "shifts": In(data.ArrayLayout(unsigned(lanes.shift_width), lanes.block_size)),
+            "products": Out(data.ArrayLayout(signed(self.product_width), lanes.block_size)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.block_size):
+            m.d.comb += self.products[i].eq(self.mantissas[i] << self.shifts[i])
         return m
 
 
@@ -288,8 +310,9 @@ class TermAlign(wiring.Component):
 
 
 def tree_groups(block_size: int) -> tuple[int, ...]:
-    """The ``tree_group`` choices of a block size: powers of two from 2 below it."""
-    return tuple(1 << k for k in range(1, max(block_size.bit_length() - 1, 1)))
+    """The ``tree_group`` choices of a block size: powers of two below it (1: the cut before
+    the lanes' shifters)."""
+    return tuple(1 << k for k in range(max(block_size.bit_length() - 1, 1)))
 
 
 def default_tree_group(block_size: int) -> int:
@@ -326,12 +349,15 @@ class BlockDotProduct(wiring.Component):
     pipeline : 1 to 5
         Register stages before the accumulator: 1 = after the block term (its FP32 rounding, or
         its alignment); 2 = also after the adder tree; 3 = also inside the adder tree, after
-        the sums of groups of ``tree_group`` products; 4 = also after the multipliers; 5 =
-        also after the block-scale product.
-    tree_group : 2, 4, 8 or 16 (below block_size; pipeline >= 3 only)
+        the sums of groups of ``tree_group`` products; 4 = also after the multipliers (each
+        lane's signed mantissa product and shift, before its shifter); 5 = also after the
+        block-scale product.
+    tree_group : 1, 2, 4, 8 or 16 (below block_size; pipeline >= 3 only; 1 with pipeline 3)
         Products per group at the adder tree's cut; default 2**ceil(log2(block_size)/2) (4 in
         blocks of 16). Smaller groups cut earlier: a shorter path from the input, more
-        registers.
+        registers. 1 registers each lane's signed mantissa product and shift before its
+        shifter (14 bits per E4M3 lane). In "split" the cut applies to the E4M3 lanes; the
+        E2M1 lanes' whole sum is registered there (their products are 4× narrower).
     accumulation : "fp32" or "exact" (default "fp32")
         "fp32": each block term is rounded to FP32 and added in FP32 (one FP32 adder in the
         loop: about 12 ns at SG13G2 typical). "exact": the terms are summed exactly in a wide
@@ -384,6 +410,9 @@ class BlockDotProduct(wiring.Component):
                              f"not {tree_group!r}")
         elif pipeline < 3:
             raise ValueError(f"tree_group applies to pipeline >= 3 (got pipeline={pipeline})")
+        elif tree_group == 1 and pipeline > 3:
+            raise ValueError(f"tree_group=1 cuts where pipeline 4 registers the multipliers' "
+                             f"outputs: use it with pipeline=3 (got pipeline={pipeline})")
         self.tree_group = tree_group
         self.block_size, self.formats = block_size, formats
         self.organisation, self.pipeline = organisation, pipeline
@@ -429,7 +458,8 @@ class BlockDotProduct(wiring.Component):
         m = Module()
         bs = self.block_size
         exact = self.accumulation == "exact"
-        p_fmt = E2M1 if self.formats == "fp4" else E4M3  # the lanes of the one-format units
+        # the lanes of the one-format units, and the lanes that tree_group cuts
+        p_fmt = E2M1 if self.formats == "fp4" else E4M3
         kind, term_lsb, term_width = self.scale_kind, self.term_lsb, self.term_width
         if exact:
             acc = ExactAccumulator(self.accumulator_width, term_lsb)
@@ -449,8 +479,9 @@ class BlockDotProduct(wiring.Component):
             if not enabled:
                 return dict(values), valid
             side_of = {}
-            if "both_fp4" in values:
-                side_of = {"e2m1": values["both_fp4"], "e4m3": ~values["both_fp4"]}
+            if split and "fp4_operands" in values:  # FP4xFP4 pairs are the pairs with two E2M1 operands
+                both = values["fp4_operands"] == 2
+                side_of = {"e2m1": both, "e4m3": ~both}
             regs = {}
             for name, v in values.items():
                 # no reset: a stage's data is only used with its valid bit (which has one), and
@@ -469,11 +500,12 @@ class BlockDotProduct(wiring.Component):
 
         # ---- multipliers
         mixed = self.formats == "mixed"
+        split = self.organisation == "split"
         sides = []  # (lanes, element format whose lsb the products are in)
         if not mixed:
             fmt = E2M1 if self.formats == "fp4" else E4M3
             sides.append((self._lanes(m, fmt.name.lower(), fmt, None, x.w.codes, x.a.codes), fmt))
-        elif self.organisation == "split":
+        elif split:
             both_fp4 = ~x.w.fp8 & ~x.a.fp8
             w4 = Cat(*(x.w.codes[i][:E2M1.width] for i in range(bs)))
             a4 = Cat(*(x.a.codes[i][:E2M1.width] for i in range(bs)))
@@ -487,7 +519,11 @@ class BlockDotProduct(wiring.Component):
             sides.append((self._lanes(m, "e4m3", E4M3, E2M1, x.w.codes, x.a.codes,
                                       ~x.w.fp8, ~x.a.fp8), E4M3))
 
-        vals = {f"products_{fmt.name.lower()}": lanes.products.as_value() for lanes, fmt in sides}
+        vals = {}
+        for lanes, fmt in sides:
+            name = fmt.name.lower()
+            vals[f"mantissas_{name}"] = lanes.mantissas.as_value()
+            vals[f"shifts_{name}"] = lanes.shifts.as_value()
         m.submodules.scale_decode = dec = ScaleDecode(kind)
         if kind != "fp8":
             m.d.comb += [dec.w_scale.eq(x.w.scale), dec.a_scale.eq(x.a.scale)]
@@ -496,42 +532,60 @@ class BlockDotProduct(wiring.Component):
         vals["nan"] = Cat(dec.nan, *(lanes.nan for lanes, _ in sides)).any()
         vals["last"] = x.last
         vals.update(smant=dec.smant, sshift=dec.sshift)
-        if len(sides) == 2:
-            vals["both_fp4"] = both_fp4
         if mixed:  # E2M1 operands on the E4M3 grid: the term stage drops their low zero bits
             vals["fp4_operands"] = (~x.w.fp8).as_unsigned() + (~x.a.fp8).as_unsigned()
         vals, valid = stage(vals, self.pipeline >= 4, self.i.valid)
 
         # ---- adder trees, cut at pipeline >= 3: groups of tree_group products summed,
-        # registered, then the group sums summed
-        group = self.tree_group if self.pipeline >= 3 else bs
+        # registered, then the group sums summed; tree_group 1 registers the lanes' products
+        # before their shifters (9 + 5 bits per E4M3 lane instead of 37). The split unit's E2M1
+        # lanes register their whole sum at the cut: their products are 4x narrower, and their
+        # 16-input tree is shorter than the E4M3 lanes' tree of a group.
+        cut = self.pipeline >= 3
+        leaf_cut = cut and self.tree_group == 1
+
+        def shifted(lanes, name):
+            m.submodules[f"lanes_{name}_shift"] = shift = ProductShift(lanes)
+            m.d.comb += [shift.mantissas.eq(vals.pop(f"mantissas_{name}")),
+                         shift.shifts.eq(vals.pop(f"shifts_{name}"))]
+            return shift.products.as_value(), shift.product_width
+
+        def summed(inputs, width, count, tree_name):
+            m.submodules[tree_name] = tree = AdderTree(width, count)
+            m.d.comb += tree.inputs.eq(inputs)
+            return tree.sum
+
+        groups = {}
         for lanes, fmt in sides:
             name = fmt.name.lower()
-            products = vals.pop(f"products_{name}")
-            width = lanes.product_width
+            if leaf_cut and fmt is p_fmt:
+                continue  # registered as they are, shifted after the cut
+            groups[name] = group = self.tree_group if cut and fmt is p_fmt else bs
+            products, width = shifted(lanes, name)
             for g in range(bs // group):
                 tree_name = f"tree_{name}_{g}" if group < bs else f"tree_{name}"
-                m.submodules[tree_name] = part = AdderTree(width, group)
-                m.d.comb += part.inputs.eq(products[g * group * width:(g + 1) * group * width])
-                vals[f"part_{name}_{g}"] = part.sum
-        vals, valid = stage(vals, self.pipeline >= 3, valid)
+                vals[f"part_{name}_{g}"] = summed(
+                    products[g * group * width:(g + 1) * group * width], width, group, tree_name)
+        vals, valid = stage(vals, cut, valid)
 
-        # ---- in "split" the FP4 sum is aligned onto the E4M3 grid and selected
+        # ---- the group sums summed
         sums = {}
         for lanes, fmt in sides:
             name = fmt.name.lower()
-            parts = [vals.pop(f"part_{name}_{g}") for g in range(bs // group)]
+            if name not in groups:  # the leaf cut: all block_size products summed here
+                products, width = shifted(lanes, name)
+                sums[fmt] = summed(products, width, bs, f"tree_{name}")
+                continue
+            parts = [vals.pop(f"part_{name}_{g}") for g in range(bs // groups[name])]
             if len(parts) == 1:
                 sums[fmt] = parts[0]
                 continue
-            m.submodules[f"tree_{name}"] = tree = AdderTree(len(parts[0]), len(parts))
-            m.d.comb += tree.inputs.eq(Cat(*parts))
-            sums[fmt] = tree.sum
+            sums[fmt] = summed(Cat(*parts), len(parts[0]), len(parts), f"tree_{name}")
         # ---- in "split" the FP4 sum is put onto the E4M3 grid (as if both operands had been
         # widened, which the term stage undoes) and selected
         if len(sums) == 2:
             align = 2 * _WIDEN_BITS
-            product = Mux(vals.pop("both_fp4"), sums[E2M1] << align, sums[E4M3])
+            product = Mux(vals["fp4_operands"] == 2, sums[E2M1] << align, sums[E4M3])
             p_width = max(len(sums[E4M3]), len(sums[E2M1]) + align)
         else:
             product = sums[p_fmt]

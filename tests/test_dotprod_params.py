@@ -70,15 +70,21 @@ def test_accumulation_validated_and_sets_latency():
         BlockDotProduct(accumulation="bf16")
 
 
-@pytest.mark.parametrize("block_size,good", [(8, (2, 4)), (16, (2, 4, 8)), (32, (2, 4, 8, 16))])
+@pytest.mark.parametrize("block_size,good", [(8, (1, 2, 4)), (16, (1, 2, 4, 8)),
+                                             (32, (1, 2, 4, 8, 16))])
 def test_tree_group_validated(block_size, good):
     for g in good:
         assert BlockDotProduct(block_size=block_size, pipeline=3, tree_group=g).tree_group == g
-    for bad in (1, 3, block_size, 2 * block_size, True, "4"):
+    for bad in (0, 3, block_size, 2 * block_size, True, "4"):
         with pytest.raises(ValueError, match="tree_group must be one of"):
             BlockDotProduct(block_size=block_size, pipeline=3, tree_group=bad)
     with pytest.raises(ValueError, match="tree_group applies to pipeline >= 3"):
         BlockDotProduct(block_size=block_size, pipeline=2, tree_group=good[0])
+
+
+def test_leaf_cut_only_with_pipeline_3():
+    with pytest.raises(ValueError, match="tree_group=1 cuts where pipeline 4 registers"):
+        BlockDotProduct(pipeline=4, tree_group=1)
 
 
 @pytest.mark.parametrize("mode", [(0, 0), (0, 1), (1, 0), (1, 1)])

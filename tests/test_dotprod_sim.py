@@ -21,6 +21,8 @@ FULL_CONFIGS = {
     "mixed-split-fp32": {"formats": "mixed", "organisation": "split"},
     "fp8-only-fp32": {"formats": "fp8"},
     "mixed-split-b8-p1": {"formats": "mixed", "organisation": "split", "block_size": 8, "pipeline": 1},
+    "mixed-shared-g1": {"formats": "mixed", "organisation": "shared", "accumulation": "exact",
+                        "pipeline": 3, "tree_group": 1},  # the cut before the shifters, one side
     "mixed-shared-b32-p3": {"formats": "mixed", "organisation": "shared", "block_size": 32, "pipeline": 3},
     "mixed-split-b32-p5-exact": {"formats": "mixed", "organisation": "split", "block_size": 32,
                                  "pipeline": 5, "accumulation": "exact", "tree_group": 8},

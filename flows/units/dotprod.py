@@ -11,8 +11,9 @@ __all__ = ["SPEC", "pipeline_ladder"]
 
 
 def pipeline_ladder(params) -> list[dict]:
-    """Pipeline choices for ``pipeline=auto``, from the fewest registers to the most: 1, 2, the
-    adder-tree cut from the largest group to the smallest, then 4 and 5."""
+    """Pipeline choices for ``pipeline=auto``, from the shortest latency and latest cut to the
+    earliest: 1, 2, the adder-tree cut from the largest group to the smallest (1: before the
+    lanes' shifters), then 4 and 5."""
     base = {k: v for k, v in params.items() if k not in ("pipeline", "tree_group")}
     groups = sorted(tree_groups(base.get("block_size", 16)), reverse=True)
     return ([{**base, "pipeline": 1}, {**base, "pipeline": 2}]
@@ -35,8 +36,8 @@ SPEC = UnitSpec(
               "fp32 (round each block term, FP32 adder in the loop) or exact (wide fixed-point "
               "sum, one rounding per dot product)"),
         Param("tree_group", int, None, None,
-              "pipeline >= 3: products per group at the adder-tree cut (2, 4, 8, 16; below "
-              "block_size; default 4 in blocks of 16)"),
+              "pipeline >= 3: products per group at the adder-tree cut (1, 2, 4, 8, 16; below "
+              "block_size; default 4 in blocks of 16; 1 = before the shifters, pipeline 3 only)"),
     ),
     # The default configurations are pipelined for 200 MHz at SG13G2 typical (docs/timing.md):
     # exact accumulation, and the shallowest pipeline that closes 5 ns.
@@ -44,7 +45,7 @@ SPEC = UnitSpec(
         "fp8-only": {"formats": "fp8", "accumulation": "exact", "pipeline": 3},
         "fp4-only": {"formats": "fp4", "accumulation": "exact", "pipeline": 2},
         "mixed-split": {"formats": "mixed", "organisation": "split", "accumulation": "exact",
-                        "pipeline": 3, "tree_group": 2},
+                        "pipeline": 3, "tree_group": 1},
         "mixed-shared": {"formats": "mixed", "organisation": "shared", "accumulation": "exact",
                          "pipeline": 3},
     },
