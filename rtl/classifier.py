@@ -33,13 +33,15 @@ from .arith import leading_zeros, unpack
 from .dotprod import block_layout
 
 __all__ = ["ActivationClassifier", "FP8Encode", "BlockScaleMax", "FP4Encode", "ScoreDiff",
-           "ScoreAccumulate", "FisherTableMemory", "CFG_FISHER", "CFG_THRESHOLD", "CFG_SCALE_EXP",
-           "output_layout", "LATENCY"]
+           "ScoreAccumulate", "FisherTableMemory", "InputMax", "above_threshold", "CFG_FISHER", "CFG_THRESHOLD", "CFG_SCALE_EXP",
+           "output_layout", "LATENCY", "CYCLES_PER_BLOCK"]
 
 #: Configuration write kinds (``cfg.payload.kind``).
 CFG_FISHER, CFG_THRESHOLD, CFG_SCALE_EXP = 0, 1, 2
-#: Cycles from an input handshake to the block on ``o`` (with ``o.ready`` high).
+#: Cycles from an input handshake to the block on ``o`` (with ``o.ready`` high), one block per cycle.
 LATENCY = 3
+#: The ``cycles_per_block`` choices: the lane count 16 / C is a whole number.
+CYCLES_PER_BLOCK = (1, 2, 4, 8, 16)
 
 _MAG_BITS = E4M3.magnitude_width           # 7: E4M3 magnitude = UE4M3 code
 _DIV3_GUARD = E4M3.man_bits + 3            # fraction bits of mant/3: >= 4 significant + guard
@@ -68,21 +70,21 @@ class FP8Encode(wiring.Component):
     (NaN or ±Inf input).
     """
 
-    def __init__(self, cfg: ClassifierConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: ClassifierConfig, lanes: int = BLOCK):
+        self.cfg, self.lanes = cfg, lanes
         fmt = cfg.input_format
         self.mant_bits = fmt.man_bits + 1
         lo = fmt.lsb_exponent - cfg.p_range[1]
         hi = fmt.max_exp_field - 1 + fmt.lsb_exponent - cfg.p_range[0]
         self.ex_shape = signed(max(abs(lo), abs(hi)).bit_length() + 2)
         super().__init__({
-            "x": In(_arr(unsigned(fmt.width))),
+            "x": In(_arr(unsigned(fmt.width), lanes)),
             "p": In(signed(cfg.p_bits)),
-            "c8": Out(_arr(unsigned(E4M3.width))),
-            "mant": Out(_arr(unsigned(self.mant_bits))),
-            "ex": Out(_arr(self.ex_shape)),
-            "sign": Out(_arr(unsigned(1))),
-            "bad": Out(_arr(unsigned(1))),
+            "c8": Out(_arr(unsigned(E4M3.width), lanes)),
+            "mant": Out(_arr(unsigned(self.mant_bits), lanes)),
+            "ex": Out(_arr(self.ex_shape, lanes)),
+            "sign": Out(_arr(unsigned(1), lanes)),
+            "bad": Out(_arr(unsigned(1), lanes)),
         })
 
     def elaborate(self, platform):
@@ -93,7 +95,7 @@ class FP8Encode(wiring.Component):
         recip = -(-(1 << (na + 2)) // 3)  # ceil(2**(na+2) / 3): exact floor(A/3) for A < 2**na
         n_bits = na - 1                 # N = floor(A/3) < 2**(na-1)
         lsb8, mb8 = E4M3.lsb_exponent, E4M3.man_bits
-        for i in range(BLOCK):
+        for i in range(self.lanes):
             u = unpack(fmt, self.x[i])
             view = self.x[i]
             bad = view[fmt.man_bits:fmt.man_bits + fmt.exp_bits] == fmt.max_exp_field
@@ -165,6 +167,36 @@ class BlockScaleMax(wiring.Component):
         return m
 
 
+class InputMax(wiring.Component):
+    """The largest magnitude code of a block of input codes (sign cleared), combinational.
+
+    IEEE-style codes order by magnitude as unsigned integers, and the E4M3 encoding of
+    ``x'/6`` is monotone, so its code of this element is the largest E4M3 magnitude code of
+    the block: the UE4M3 block scale (a NaN/±Inf element gives the NaN code, as in
+    :class:`BlockScaleMax`; such a block is FP8 whatever its score).
+    """
+
+    def __init__(self, fmt):
+        self.fmt = fmt
+        super().__init__({"x": In(_arr(unsigned(fmt.width))),
+                          "amax": Out(_arr(unsigned(fmt.width), 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        mw = self.fmt.magnitude_width
+        level = [self.x[i][:mw] for i in range(BLOCK)]
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for j in range(0, len(level), 2):
+                s = Signal(mw, name=f"max{depth}_{j // 2}")
+                m.d.comb += s.eq(Mux(level[j] > level[j + 1], level[j], level[j + 1]))
+                nxt.append(s)
+            level, depth = nxt, depth + 1
+        m.d.comb += self.amax[0].eq(level[0])
+        return m
+
+
 class FP4Encode(wiring.Component):
     """Per lane ``E2M1(x'/s_b)`` (magnitude code 0..7), combinational.
 
@@ -173,13 +205,13 @@ class FP4Encode(wiring.Component):
     thresholds ``S·midpoint·4``; ``s_b == 0`` gives 0.
     """
 
-    def __init__(self, mant_bits: int, ex_shape):
-        self.mant_bits, self.ex_shape = mant_bits, ex_shape
+    def __init__(self, mant_bits: int, ex_shape, lanes: int = BLOCK):
+        self.mant_bits, self.ex_shape, self.lanes = mant_bits, ex_shape, lanes
         super().__init__({
-            "mant": In(_arr(unsigned(mant_bits))),
-            "ex": In(_arr(ex_shape)),
+            "mant": In(_arr(unsigned(mant_bits), lanes)),
+            "ex": In(_arr(ex_shape, lanes)),
             "scale": In(UE4M3.width),
-            "c4": Out(_arr(unsigned(E2M1.magnitude_width))),
+            "c4": Out(_arr(unsigned(E2M1.magnitude_width), lanes)),
         })
 
     def elaborate(self, platform):
@@ -192,7 +224,7 @@ class FP4Encode(wiring.Component):
             thresholds.append(t)
         sat = (1 << _V_BITS) - 1
         mw = self.mant_bits
-        for i in range(BLOCK):
+        for i in range(self.lanes):
             t = Signal(signed(len(self.ex[i]) + 2), name=f"t{i}")  # left shift of mant
             m.d.comb += t.eq(self.ex[i] - su.shift - (UE4M3.lsb_exponent - 2))
             left = Signal(range(_V_BITS + 1), name=f"lsh{i}")
@@ -224,13 +256,13 @@ class ScoreDiff(wiring.Component):
     (truncated, with a flag for the fraction, where that exponent is negative).
     """
 
-    def __init__(self, cfg: ClassifierConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: ClassifierConfig, lanes: int = BLOCK):
+        self.cfg, self.lanes = cfg, lanes
         super().__init__({
-            "c4": In(_arr(unsigned(E2M1.magnitude_width))),
-            "c8": In(_arr(unsigned(E4M3.width))),
+            "c4": In(_arr(unsigned(E2M1.magnitude_width), lanes)),
+            "c8": In(_arr(unsigned(E4M3.width), lanes)),
             "scale": In(UE4M3.width),
-            "d": Out(_arr(unsigned(cfg.diff_bits))),
+            "d": Out(_arr(unsigned(cfg.diff_bits), lanes)),
         })
 
     def elaborate(self, platform):
@@ -241,7 +273,7 @@ class ScoreDiff(wiring.Component):
         width = (45 << top).bit_length() + 1
         twice = Const(sum(v << (4 * k) for k, v in enumerate(_E2M1_TWICE)), 4 * len(_E2M1_TWICE))
         n8_bits = (3 * 15).bit_length()
-        for i in range(BLOCK):
+        for i in range(self.lanes):
             a = Signal(width, name=f"a{i}")
             m.d.comb += a.eq((twice.word_select(self.c4[i], 4) * su.mant) << f)
             u8 = unpack(UE4M3, self.c8[i][:_MAG_BITS])
@@ -266,13 +298,14 @@ class ScoreDiff(wiring.Component):
 
 
 class ScoreAccumulate(wiring.Component):
-    """``acc = Σ D_i²·Fm_i·2**Fsh_i`` and the decision ``acc > threshold >> 2·shift``; combinational."""
+    """``acc = Σ D_i²·Fm_i·2**Fsh_i`` over ``lanes`` elements and the decision
+    ``acc > threshold >> 2·shift``; combinational."""
 
-    def __init__(self, cfg: ClassifierConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: ClassifierConfig, lanes: int = BLOCK):
+        self.cfg, self.lanes = cfg, lanes
         super().__init__({
-            "d": In(_arr(unsigned(cfg.diff_bits))),
-            "fisher": In(_arr(unsigned(UE4M3.width))),
+            "d": In(_arr(unsigned(cfg.diff_bits), lanes)),
+            "fisher": In(_arr(unsigned(UE4M3.width), lanes)),
             "scale": In(UE4M3.width),
             "threshold": In(cfg.threshold_bits),
             "acc": Out(cfg.acc_bits),
@@ -284,7 +317,7 @@ class ScoreAccumulate(wiring.Component):
         cfg = self.cfg
         term_bits = (cfg.diff_max ** 2 * cfg.fisher_term_max).bit_length()
         level = []
-        for i in range(BLOCK):
+        for i in range(self.lanes):
             fu = unpack(UE4M3, self.fisher[i])
             sq = Signal(2 * cfg.diff_bits, name=f"sq{i}")
             m.d.comb += sq.eq(self.d[i] * self.d[i])
@@ -300,11 +333,13 @@ class ScoreAccumulate(wiring.Component):
                 nxt.append(s)
             level, depth = nxt, depth + 1
         su = unpack(UE4M3, self.scale)
-        m.d.comb += [
-            self.acc.eq(level[0]),
-            self.fp8.eq(level[0] > (self.threshold >> Cat(Const(0, 1), su.shift))),
-        ]
+        m.d.comb += [self.acc.eq(level[0]), self.fp8.eq(above_threshold(level[0], self.threshold, su))]
         return m
+
+
+def above_threshold(score, threshold, scale):
+    """The FP8 decision: ``score > threshold >> 2·shift(s_b)`` (``scale``: the unpacked UE4M3 scale)."""
+    return score > (threshold >> Cat(Const(0, 1), scale.shift))
 
 
 class FisherTableMemory(wiring.Component):
@@ -331,7 +366,7 @@ class FisherTableMemory(wiring.Component):
 
 
 class ActivationClassifier(wiring.Component):
-    """FGMP activation block classifier: one block of 16 activations per cycle.
+    """FGMP activation block classifier: one block of 16 activations per ``cycles_per_block``.
 
     Parameters
     ----------
@@ -339,6 +374,15 @@ class ActivationClassifier(wiring.Component):
     channels : int, multiple of 16 (default 64)
         K, the number of input channels (Fisher table entries); ``channels // 16`` table words.
     diff_frac_bits, diff_bits, p_bits : score path widths (:class:`ClassifierConfig`).
+    cycles_per_block : 1 (default), 2, 4, 8 or 16
+        1: every element has its own encoders and score lanes (three stages). C > 1: the
+        block is time-multiplexed over ``16 / C`` lanes: it is buffered at the input (with its
+        largest magnitude, whose E4M3 code is the block scale), then ``16 / C`` elements per
+        cycle go through E4M3 encode, E2M1 encode and difference, and score, and the partial
+        scores are summed exactly over the block's C cycles. The decisions and codes are the
+        same bit for bit (the score is an exact integer sum; only its order changes). An
+        activation block feeds every column of a dot-product array, so a classifier for a
+        C-column array can take C cycles per block.
 
     Ports
     -----
@@ -354,23 +398,28 @@ class ActivationClassifier(wiring.Component):
         input is accepted, so writes take effect exactly between blocks in stream order.
         Threshold, p and the table survive ``rst`` (reset clears only the pipeline).
 
-    Throughput one block per cycle; latency 3 cycles (input handshake to ``o.valid``); a block not
-    taken on ``o`` stalls the whole pipeline (no drops).
+    Throughput one block per cycle (per C cycles with ``cycles_per_block`` C > 1); latency 3
+    cycles (C + 3 with C > 1) from the input handshake to ``o.valid``; a block not taken on
+    ``o`` stalls the whole pipeline (no drops).
     """
 
     def __init__(self, input_format: str = "bf16", channels: int = 64, diff_frac_bits: int = 3,
-                 diff_bits: int = 9, p_bits: int = 8):
+                 diff_bits: int = 9, p_bits: int = 8, cycles_per_block: int = 1):
         if not isinstance(input_format, str) or input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {sorted(INPUT_FORMATS)}, not {input_format!r}")
         if isinstance(channels, bool) or not isinstance(channels, int):
             raise TypeError(f"channels must be an int, got {type(channels).__name__}")
         if channels <= 0 or channels % BLOCK:
             raise ValueError(f"channels must be a positive multiple of {BLOCK}, not {channels}")
+        if isinstance(cycles_per_block, bool) or cycles_per_block not in CYCLES_PER_BLOCK:
+            raise ValueError(f"cycles_per_block must be one of {list(CYCLES_PER_BLOCK)}, "
+                             f"not {cycles_per_block!r}")
+        self.cycles_per_block = cycles_per_block
         self.config = ClassifierConfig(input_format=input_format, diff_frac_bits=diff_frac_bits,
                                     diff_bits=diff_bits, p_bits=p_bits)
         self.input_format, self.channels = input_format, channels
         self.words = channels // BLOCK
-        self.latency = LATENCY
+        self.latency = LATENCY if cycles_per_block == 1 else cycles_per_block + 3
         self.index_bits = max(1, (self.words - 1).bit_length())
         fmt = self.config.input_format
         self.input_layout = data.StructLayout({
@@ -389,7 +438,7 @@ class ActivationClassifier(wiring.Component):
     def params(self) -> dict:
         return {"input_format": self.input_format, "channels": self.channels,
                 "diff_frac_bits": self.config.diff_frac_bits, "diff_bits": self.config.diff_bits,
-                "p_bits": self.config.p_bits}
+                "p_bits": self.config.p_bits, "cycles_per_block": self.cycles_per_block}
 
     def elaborate(self, platform):
         m = Module()
@@ -401,10 +450,9 @@ class ActivationClassifier(wiring.Component):
         threshold = Signal(cfg.threshold_bits, reset_less=True)
         p = Signal(signed(cfg.p_bits), reset_less=True)
         m.submodules.fisher_table = table = FisherTableMemory(self.words)
-        v1, v2 = Signal(), Signal()
+        busy = Signal()  # a block anywhere in the pipeline
         m.d.comb += [
-            self.cfg.ready.eq(~v1 & ~v2 & ~self.o.valid),
-            self.i.ready.eq(advance & ~self.cfg.valid),
+            self.cfg.ready.eq(~busy & ~self.o.valid),
             table.waddr.eq(self.cfg.payload.addr),
             table.wdata.eq(self.cfg.payload.data),
         ]
@@ -414,6 +462,16 @@ class ActivationClassifier(wiring.Component):
             m.d.sync += threshold.eq(self.cfg.payload.data)
         with m.If(write & (self.cfg.payload.kind == CFG_SCALE_EXP)):
             m.d.sync += p.eq(self.cfg.payload.data[:cfg.p_bits])
+        if self.cycles_per_block == 1:
+            self._parallel(m, advance, busy, table, threshold, p)
+        else:
+            self._multiplexed(m, advance, busy, table, threshold, p)
+        return m
+
+    def _parallel(self, m, advance, busy, table, threshold, p):
+        cfg = self.config
+        v1, v2 = Signal(), Signal()
+        m.d.comb += [busy.eq(v1 | v2), self.i.ready.eq(advance & ~self.cfg.valid)]
 
         # ---- stage 1: unpack, x' exponent, E4M3 codes
         m.submodules.fp8_encode = enc8 = FP8Encode(cfg)
@@ -460,4 +518,107 @@ class ActivationClassifier(wiring.Component):
             ]
             m.d.sync += [self.o.payload.block.codes[k].eq(Mux(fp8, c8_2[k], c4_2[k]))
                          for k in range(BLOCK)]
-        return m
+
+    def _multiplexed(self, m, advance, busy, table, threshold, p):
+        cfg, fmt, C = self.config, self.config.input_format, self.cycles_per_block
+        L = BLOCK // C
+
+        def groups(shape):  # a block as C groups of L lanes
+            return data.ArrayLayout(_arr(shape, L), C)
+
+        # ---- input buffer: the block and its largest magnitude; group `group` is issued next
+        full, group = Signal(), Signal(range(C))
+        buf = Signal(groups(unsigned(fmt.width)), reset_less=True)
+        buf_index, buf_last = Signal(self.index_bits, reset_less=True), Signal(reset_less=True)
+        m.submodules.input_max = imax = InputMax(fmt)
+        buf_max = Signal(imax.amax.shape(), reset_less=True)
+        issue = full & advance
+        final = group == C - 1
+        m.d.comb += [imax.x.eq(self.i.payload.values),
+                     self.i.ready.eq(advance & ~self.cfg.valid & (~full | final))]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [full.eq(1), buf.eq(self.i.payload.values.as_value()),
+                         buf_index.eq(self.i.payload.index), buf_last.eq(self.i.payload.last),
+                         buf_max.eq(imax.amax)]
+        with m.Elif(issue & final):
+            m.d.sync += full.eq(0)
+        with m.If(issue):
+            m.d.sync += group.eq(Mux(final, 0, group + 1))
+
+        def stage(values, valid):
+            """Register ``values`` on an issued group (data not reset: used only with valid)."""
+            regs = {k: Signal(v.shape(), name=f"{k}_r", reset_less=True) for k, v in values.items()}
+            v = Signal(name=f"valid_{len(stages)}")
+            with m.If(advance):
+                m.d.sync += v.eq(valid)
+            with m.If(advance & valid):
+                m.d.sync += [regs[k].eq(values[k]) for k in values]
+            stages.append(v)
+            return regs, v
+        stages = []
+
+        # ---- P1: E4M3 codes of one group, the block scale, the group's Fisher codes
+        m.submodules.fp8_encode = enc8 = FP8Encode(cfg, L)
+        m.submodules.scale_encode = enc_s = FP8Encode(cfg, 1)
+        m.d.comb += [enc8.x.eq(buf[group]), enc8.p.eq(p), enc_s.x.eq(buf_max), enc_s.p.eq(p),
+                     table.raddr.eq(buf_index)]
+        fisher = data.View(groups(unsigned(UE4M3.width)), table.rdata)
+        s1, v1 = stage({"c8": enc8.c8, "mant": enc8.mant, "ex": enc8.ex, "sign": enc8.sign,
+                        "bad": enc8.bad.as_value().any(), "fisher": fisher[group],
+                        "scale": enc_s.c8[0][:_MAG_BITS], "group": group, "final": final,
+                        "last": buf_last}, issue)
+
+        # ---- P2: E2M1 codes and differences of the group
+        m.submodules.fp4_encode = enc4 = FP4Encode(enc8.mant_bits, enc8.ex_shape, L)
+        m.submodules.score_diff = diff = ScoreDiff(cfg, L)
+        m.d.comb += [enc4.mant.eq(s1["mant"]), enc4.ex.eq(s1["ex"]), enc4.scale.eq(s1["scale"]),
+                     diff.c4.eq(enc4.c4), diff.c8.eq(s1["c8"]), diff.scale.eq(s1["scale"])]
+        c4 = Signal(_arr(unsigned(E2M1.width), L))
+        m.d.comb += [c4[k].eq(Cat(enc4.c4[k], s1["sign"][k])) for k in range(L)]
+        s2, v2 = stage({"d": diff.d, "c8": s1["c8"], "c4": c4, "fisher": s1["fisher"],
+                        "scale": s1["scale"], "bad": s1["bad"], "group": s1["group"],
+                        "final": s1["final"], "last": s1["last"]}, v1)
+        m.d.comb += busy.eq(full | v1 | v2)
+
+        # ---- P3: the group's score added to the block's; each group's E4M3 codes go straight
+        # into the output register (the block before was taken in the same cycle, or the whole
+        # pipeline stalls), its E2M1 codes into an assembly register; at the final group the
+        # decision, and the E2M1 codes replace the E4M3 ones where the block is NVFP4
+        m.submodules.score_acc = acc = ScoreAccumulate(cfg, L)
+        m.d.comb += [acc.d.eq(s2["d"]), acc.fisher.eq(s2["fisher"]), acc.scale.eq(s2["scale"]),
+                     acc.threshold.eq(threshold)]
+        first = s2["group"] == 0
+        score, bad = Signal(cfg.acc_bits, reset_less=True), Signal(reset_less=True)
+        total, any_bad = Signal(cfg.acc_bits), Signal()
+        m.d.comb += [total.eq(Mux(first, 0, score) + acc.acc), any_bad.eq((bad & ~first) | s2["bad"])]
+        asm4 = Signal(data.ArrayLayout(_arr(unsigned(E2M1.width), L), C - 1), reset_less=True)
+        step = advance & v2
+        final2 = s2["final"]
+        with m.If(step):
+            m.d.sync += [score.eq(total), bad.eq(any_bad)]
+        with m.If(step & ~final2):
+            m.d.sync += asm4[s2["group"]].eq(s2["c4"])
+        fp8 = above_threshold(total, threshold, unpack(UE4M3, s2["scale"])) | any_bad
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(v2 & final2)
+        # not reset (a reset flop with an enable cannot be clock-gated): used only with o.valid
+        out = Signal(self.output_layout, reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
+        with m.If(step & final2):
+            m.d.sync += [
+                out.last.eq(s2["last"]),
+                out.block.fp8.eq(fp8),
+                out.block.scale.eq(Mux(fp8, FP8_IMPLICIT_SCALE_CODE, s2["scale"])),
+            ]
+        codes = out.block.codes
+        for g in range(C):
+            lanes = [codes[g * L + k] for k in range(L)]
+            if g < C - 1:
+                with m.If(step & ~final2 & (s2["group"] == g)):
+                    m.d.sync += [lane.eq(s2["c8"][k]) for k, lane in enumerate(lanes)]
+                with m.If(step & final2 & ~fp8):
+                    m.d.sync += [lane.eq(asm4[g][k]) for k, lane in enumerate(lanes)]
+            else:
+                with m.If(step & final2):
+                    m.d.sync += [lane.eq(Mux(fp8, s2["c8"][k], s2["c4"][k]))
+                                 for k, lane in enumerate(lanes)]

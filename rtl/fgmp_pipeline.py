@@ -40,14 +40,16 @@ class ClassifierDotProduct(wiring.Component):
 
     A block pair moves when both a classified activation block and a weight block are valid and
     the dot-product unit is ready. Latency ``3 + dotprod.latency`` cycles from an activation
-    block's handshake (with its weight block present) to the result of a ``last`` pair.
+    block's handshake (with its weight block present) to the result of a ``last`` pair (the
+    classifier's latency is ``cycles_per_block + 3`` where that is above 1).
     """
 
     def __init__(self, input_format: str = "bf16", channels: int = 64, diff_frac_bits: int = 3,
-                 diff_bits: int = 9, p_bits: int = 8, organisation: str = "split", pipeline: int = 2):
+                 diff_bits: int = 9, p_bits: int = 8, organisation: str = "split", pipeline: int = 2,
+                 cycles_per_block: int = 1):
         self.classifier = ActivationClassifier(input_format=input_format, channels=channels,
                                                diff_frac_bits=diff_frac_bits, diff_bits=diff_bits,
-                                               p_bits=p_bits)
+                                               p_bits=p_bits, cycles_per_block=cycles_per_block)
         self.dotprod = BlockDotProduct(block_size=BLOCK, formats="mixed", organisation=organisation,
                                        pipeline=pipeline)
         self.latency = self.classifier.latency + self.dotprod.latency

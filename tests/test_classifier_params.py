@@ -19,6 +19,8 @@ SPEC = get_unit("classifier")
     ({"channels": 24}, ValueError), ({"channels": 0}, ValueError), ({"channels": "64"}, TypeError),
     ({"channels": True}, TypeError), ({"diff_bits": 1}, ValueError), ({"diff_bits": 17}, ValueError),
     ({"diff_frac_bits": 9}, ValueError), ({"diff_frac_bits": 2.0}, TypeError), ({"p_bits": 1}, ValueError),
+    ({"cycles_per_block": 3}, ValueError), ({"cycles_per_block": 32}, ValueError),
+    ({"cycles_per_block": 0}, ValueError), ({"cycles_per_block": True}, ValueError),
 ])
 def test_invalid_parameters_raise(kw, exc):
     with pytest.raises(exc):
@@ -28,7 +30,7 @@ def test_invalid_parameters_raise(kw, exc):
 def test_layouts_and_ports():
     unit = SPEC.build(SPEC.configs["fp16"])
     assert unit.params == {"input_format": "fp16", "channels": 64, "diff_frac_bits": 3, "diff_bits": 9,
-                           "p_bits": 8}
+                           "p_bits": 8, "cycles_per_block": 1}
     assert unit.latency == 3
     assert unit.input_layout.size == 16 * 16 + 2 + 1  # values, index (4 words), last
     # the output block is exactly the activation half of BlockDotProduct's input
@@ -39,6 +41,7 @@ def test_layouts_and_ports():
     assert unit.cfg_layout["data"].shape.width == max(16 * UE4M3.width, cfg.threshold_bits)
     assert set(port_names(unit)) == {"i__payload", "i__valid", "i__ready", "o__payload", "o__valid",
                                      "o__ready", "cfg__payload", "cfg__valid", "cfg__ready"}
+    assert ActivationClassifier(cycles_per_block=16).latency == 16 + 3
     top = ClassifierDotProduct(channels=32)
     assert top.latency == 3 + 3
     assert "w__payload" in port_names(top) and "act__payload" in port_names(top)

@@ -18,6 +18,8 @@ from mpgen.sim.classifier import run_classifier_regression
 FULL_CONFIGS = {
     "bf16": {},
     "fp16-f5-d11-k32": {"input_format": "fp16", "diff_frac_bits": 5, "diff_bits": 11, "channels": 32},
+    # time-multiplexed: 4 lanes, one block per 4 cycles (the same decisions bit for bit)
+    "bf16-c4": {"cycles_per_block": 4},
 }
 
 
@@ -43,7 +45,19 @@ def test_classifier_verilator_full(name, record_property):
     assert result.phases["reset_mid_stream"]["vectors"] > 0
     assert result.phases["threshold_tie"]["results"] > 0 and result.phases["threshold_tie_minus1"]["results"] > 0
     timing = result.phases["timing"]
-    assert timing["latency"] == 3 and timing["cycles"] == timing["blocks"]
+    period = FULL_CONFIGS[name].get("cycles_per_block", 1)
+    assert timing["latency"] == (3 if period == 1 else period + 3)
+    assert timing["cycles"] == (timing["blocks"] - 1) * period + 1  # one block per period
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("cycles", [2, 8, 16])
+def test_classifier_multiplexed_quick(cycles, record_property):
+    """The other lane counts, quick regression (every phase kind, sampled input codes)."""
+    result = run_classifier_regression({"cycles_per_block": cycles, "channels": 32},
+                                       simulator="verilator", quick=True, seed=cycles)
+    _check(result, record_property)
+    assert result.phases["timing"]["latency"] == cycles + 3
 
 
 @pytest.mark.sim
