@@ -6,11 +6,13 @@ from typing import Mapping
 
 from mpgen.flows.report import area_reports, energy_of, is_number
 
-__all__ = ["claims", "ARRAY"]
+__all__ = ["claims", "ARRAY", "MULTIPLEXED"]
 
 #: One classifier per ARRAY × ARRAY array of dot-product units, as FGMP deploys it: each block
 #: it classifies feeds one row of ARRAY units in a pass through the array.
 ARRAY = 16
+#: The configuration with ``cycles_per_block = ARRAY``.
+MULTIPLEXED = "bf16-c16"
 
 
 def claims(data: Mapping) -> list[tuple[str, str, str]]:
@@ -40,4 +42,14 @@ def claims(data: Mapping) -> list[tuple[str, str, str]]:
                      f"({ac.nand2_eq / (n * ad.nand2_eq):.2%}); energy per block vs the {ARRAY} "
                      f"FP8×FP8 block pairs it feeds in one pass: {ec / (ARRAY * ed):.1%}",
                      "minimal overhead (FGMP)"))
+    # the time-multiplexed variant (one block per ARRAY cycles) against the unit it feeds
+    am = area_reports(data, "classifier").get(MULTIPLEXED)
+    em, um = energy_of(data, "classifier", MULTIPLEXED)
+    if am is not None and ad is not None and em is not None and um == ud:
+        rows.append((f"classifier {MULTIPLEXED} (one lane, a block per {ARRAY} cycles) vs one "
+                     f"mixed-split dot-product unit",
+                     f"area {am.nand2_eq:,.0f} vs {ad.nand2_eq:,.0f} NAND2-eq "
+                     f"({am.nand2_eq / ad.nand2_eq:.2f}×); {em:.3g} {um} per block = "
+                     f"{em / ed:.2f} FP8×FP8 block pairs",
+                     "goal (issue 12): ≤ 0.5× the area, ≤ 1 block pair of energy"))
     return rows
