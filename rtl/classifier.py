@@ -596,8 +596,9 @@ class ActivationClassifier(wiring.Component):
         final2 = s2["final"]
         with m.If(step):
             m.d.sync += [score.eq(total), bad.eq(any_bad)]
-        with m.If(step & ~final2):
-            m.d.sync += asm4[s2["group"]].eq(s2["c4"])
+        for g in range(C - 1):  # one enable per group (a decoded write, clock-gated per group)
+            with m.If(step & ~final2 & (s2["group"] == g)):
+                m.d.sync += asm4[g].eq(s2["c4"])
         fp8 = above_threshold(total, threshold, unpack(UE4M3, s2["scale"])) | any_bad
         with m.If(advance):
             m.d.sync += self.o.valid.eq(v2 & final2)

@@ -194,7 +194,9 @@ def _check_mix(mix, fraction, cache_dir, stories=None):
     # the counting hook leaves the study's forward pass unchanged
     ref = S.evaluate(case, Policy("fgmp", fraction), prep.weights, prep.wfisher, prep.sites,
                      prep.reference(), cache=prep.wcache)
-    assert mix["metrics"] == ref.metrics
+    # to float rounding: the study runs single-threaded, this reference with torch's default
+    # threads, and on some CPUs the two matmul schedules differ in the last bits
+    assert mix["metrics"] == pytest.approx(ref.metrics, rel=1e-6, abs=1e-12)
     assert mix["weight_fp4_fraction"] == ref.w_fp4 and mix["activation_fp4_fraction"] == ref.a_fp4_eval
     # every pairing occurs in a 70 % mix
     assert all(c > 0 for c in mix["counts"].values())
@@ -236,8 +238,8 @@ def test_minilm_quality_curve_endpoints(minilm_mix, cache_dir):
     ev = {k: S.evaluate(prep.case, Policy(k, 0.5), prep.weights, prep.wfisher, prep.sites,
                         prep.reference(), cache=prep.wcache).metrics["div"] for k in ("fp8", "nvfp4")}
     for pol in ("fgmp", "random"):
-        assert v[(pol, 0.0)]["value"] == ev["fp8"], pol
-        assert v[(pol, 1.0)]["value"] == ev["nvfp4"], pol
+        assert v[(pol, 0.0)]["value"] == pytest.approx(ev["fp8"], rel=1e-6), pol  # see _check_mix
+        assert v[(pol, 1.0)]["value"] == pytest.approx(ev["nvfp4"], rel=1e-6), pol
         assert v[(pol, 0.0)]["activation_fp4_fraction"] == 0.0
         assert v[(pol, 1.0)]["activation_fp4_fraction"] == 1.0
     assert ev["fp8"] < v[("fgmp", 0.7)]["value"] < ev["nvfp4"]
