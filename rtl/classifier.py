@@ -32,9 +32,9 @@ from mpgen.golden.formats import E2M1, E4M3, UE4M3
 from .arith import leading_zeros, unpack
 from .dotprod import block_layout
 
-__all__ = ["ActivationClassifier", "FP8Encode", "BlockScaleMax", "FP4Encode", "ScoreDiff",
-           "ScoreAccumulate", "FisherTableMemory", "InputMax", "above_threshold", "CFG_FISHER", "CFG_THRESHOLD", "CFG_SCALE_EXP",
-           "output_layout", "LATENCY", "CYCLES_PER_BLOCK"]
+__all__ = ["ActivationClassifier", "FP8Encode", "BlockScaleMax", "InputMax", "FP4Encode",
+           "ScoreDiff", "ScoreAccumulate", "FisherTableMemory", "above_threshold", "CFG_FISHER",
+           "CFG_THRESHOLD", "CFG_SCALE_EXP", "output_layout", "LATENCY", "CYCLES_PER_BLOCK"]
 
 #: Configuration write kinds (``cfg.payload.kind``).
 CFG_FISHER, CFG_THRESHOLD, CFG_SCALE_EXP = 0, 1, 2
@@ -144,6 +144,22 @@ class FP8Encode(wiring.Component):
         return m
 
 
+def _max_tree(m, values, width):
+    """The largest of ``values`` (unsigned, ``width`` bits) through a balanced tree of
+    compare-and-select nodes ``max{depth}_{j}``; combinational."""
+    level, depth = list(values), 0
+    while len(level) > 1:
+        nxt = []
+        for j in range(0, len(level) - 1, 2):
+            s = Signal(width, name=f"max{depth}_{j // 2}")
+            m.d.comb += s.eq(Mux(level[j] > level[j + 1], level[j], level[j + 1]))
+            nxt.append(s)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+    return level[0]
+
+
 class BlockScaleMax(wiring.Component):
     """``s_b = UE4M3(amax'/6)`` as the largest E4M3 magnitude code of the block; combinational."""
 
@@ -152,18 +168,8 @@ class BlockScaleMax(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        level = [self.c8[i][:_MAG_BITS] for i in range(BLOCK)]
-        depth = 0
-        while len(level) > 1:
-            nxt = []
-            for j in range(0, len(level) - 1, 2):
-                s = Signal(_MAG_BITS, name=f"max{depth}_{j // 2}")
-                m.d.comb += s.eq(Mux(level[j] > level[j + 1], level[j], level[j + 1]))
-                nxt.append(s)
-            if len(level) % 2:
-                nxt.append(level[-1])
-            level, depth = nxt, depth + 1
-        m.d.comb += self.scale.eq(level[0])
+        m.d.comb += self.scale.eq(_max_tree(m, [self.c8[i][:_MAG_BITS] for i in range(BLOCK)],
+                                            _MAG_BITS))
         return m
 
 
@@ -184,16 +190,7 @@ class InputMax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         mw = self.fmt.magnitude_width
-        level = [self.x[i][:mw] for i in range(BLOCK)]
-        depth = 0
-        while len(level) > 1:
-            nxt = []
-            for j in range(0, len(level), 2):
-                s = Signal(mw, name=f"max{depth}_{j // 2}")
-                m.d.comb += s.eq(Mux(level[j] > level[j + 1], level[j], level[j + 1]))
-                nxt.append(s)
-            level, depth = nxt, depth + 1
-        m.d.comb += self.amax[0].eq(level[0])
+        m.d.comb += self.amax[0].eq(_max_tree(m, [self.x[i][:mw] for i in range(BLOCK)], mw))
         return m
 
 
@@ -545,17 +542,16 @@ class ActivationClassifier(wiring.Component):
         with m.If(issue):
             m.d.sync += group.eq(Mux(final, 0, group + 1))
 
-        def stage(values, valid):
-            """Register ``values`` on an issued group (data not reset: used only with valid)."""
+        def stage(values, valid, n):
+            """Lane stage ``n``: ``values`` registered on a valid group (data not reset: used
+            only with its valid bit)."""
             regs = {k: Signal(v.shape(), name=f"{k}_r", reset_less=True) for k, v in values.items()}
-            v = Signal(name=f"valid_{len(stages)}")
+            v = Signal(name=f"valid_{n}")
             with m.If(advance):
                 m.d.sync += v.eq(valid)
             with m.If(advance & valid):
                 m.d.sync += [regs[k].eq(values[k]) for k in values]
-            stages.append(v)
             return regs, v
-        stages = []
 
         # ---- P1: E4M3 codes of one group, the block scale, the group's Fisher codes
         m.submodules.fp8_encode = enc8 = FP8Encode(cfg, L)
@@ -566,7 +562,7 @@ class ActivationClassifier(wiring.Component):
         s1, v1 = stage({"c8": enc8.c8, "mant": enc8.mant, "ex": enc8.ex, "sign": enc8.sign,
                         "bad": enc8.bad.as_value().any(), "fisher": fisher[group],
                         "scale": enc_s.c8[0][:_MAG_BITS], "group": group, "final": final,
-                        "last": buf_last}, issue)
+                        "last": buf_last}, issue, 0)
 
         # ---- P2: E2M1 codes and differences of the group
         m.submodules.fp4_encode = enc4 = FP4Encode(enc8.mant_bits, enc8.ex_shape, L)
@@ -577,7 +573,7 @@ class ActivationClassifier(wiring.Component):
         m.d.comb += [c4[k].eq(Cat(enc4.c4[k], s1["sign"][k])) for k in range(L)]
         s2, v2 = stage({"d": diff.d, "c8": s1["c8"], "c4": c4, "fisher": s1["fisher"],
                         "scale": s1["scale"], "bad": s1["bad"], "group": s1["group"],
-                        "final": s1["final"], "last": s1["last"]}, v1)
+                        "final": s1["final"], "last": s1["last"]}, v1, 1)
         m.d.comb += busy.eq(full | v1 | v2)
 
         # ---- P3: the group's score added to the block's; each group's E4M3 codes go straight
@@ -596,9 +592,6 @@ class ActivationClassifier(wiring.Component):
         final2 = s2["final"]
         with m.If(step):
             m.d.sync += [score.eq(total), bad.eq(any_bad)]
-        for g in range(C - 1):  # one enable per group (a decoded write, clock-gated per group)
-            with m.If(step & ~final2 & (s2["group"] == g)):
-                m.d.sync += asm4[g].eq(s2["c4"])
         fp8 = above_threshold(total, threshold, unpack(UE4M3, s2["scale"])) | any_bad
         with m.If(advance):
             m.d.sync += self.o.valid.eq(v2 & final2)
@@ -615,8 +608,10 @@ class ActivationClassifier(wiring.Component):
         for g in range(C):
             lanes = [codes[g * L + k] for k in range(L)]
             if g < C - 1:
+                # one enable per group (a decoded write, clock-gated per group)
                 with m.If(step & ~final2 & (s2["group"] == g)):
                     m.d.sync += [lane.eq(s2["c8"][k]) for k, lane in enumerate(lanes)]
+                    m.d.sync += asm4[g].eq(s2["c4"])
                 with m.If(step & final2 & ~fp8):
                     m.d.sync += [lane.eq(asm4[g][k]) for k, lane in enumerate(lanes)]
             else:
