@@ -26,7 +26,8 @@ vector accepted at the end of step e enters row r of column 0 after r skew regis
 PE(r, c) for step e+r+c+1, and the partial sum of column c leaves the bottom row at the end of
 step e+R+c; output deskew registers align the columns, so the C-vector of results is valid
 ``latency_cycles = (R+C-1)·S + 1`` cycles after the activation handshake. A new vector is accepted
-every S cycles. See ``docs/fineq_hw.md``.
+every S cycles. PEs whose anti-diagonal holds no vector are frozen (clock-gated after synthesis),
+so a tile's fill and drain cost little energy. See ``docs/fineq_hw.md``.
 """
 
 from __future__ import annotations
@@ -200,12 +201,17 @@ class TemporalPE(wiring.Component):
         adds ``±(a << p)`` if bit p of |w| is set (shift-add). Both use one adder, no multiplier.
 
     Ports: ``load``/``w_in`` store a weight (sign and magnitude registers). ``advance`` is the
-    array's global enable, ``first`` is high in the first cycle (``phase`` 0) of a step and
-    ``step_end`` in its last. In the first cycle the accumulator starts from ``psum_in`` (the
-    partial sum of the PE above, final since the previous step), in later cycles from itself, so
-    ``psum_out`` (the accumulator register) holds ``psum_in + w·a`` after the step's last cycle
-    and until the first cycle of the next step. ``a_out`` (the activation register) loads
-    ``a_in`` at ``step_end`` and is the operand for the whole next step. Latency: one step.
+    PE's enable (the array drives it low while the output stalls and while the PE's diagonal
+    holds no activation vector): low, nothing changes and the adder's inputs hold still.
+    ``first`` is high in the first cycle (``phase`` 0) of a step and ``step_end`` in its last.
+    In the first cycle the accumulator starts from ``psum_in`` (the partial sum of the PE above,
+    final since the previous step), in later cycles from itself, so ``psum_out`` (the
+    accumulator register) holds ``psum_in + w·a`` after the step's last cycle and until the
+    first cycle of the next step. ``a_out`` (the activation register) loads ``a_in`` at
+    ``step_end`` and is the operand for the whole next step. The accumulator loads
+    ``max(1, |w|)`` times per step (unary; ``max(1, popcount |w|)`` bitserial), the activation
+    register once, each behind its own clock gate. Latency: one step (``step_cycles`` cycles);
+    throughput: one MAC per step.
     """
 
     def __init__(self, *, max_magnitude: int, weight_width: int, act_bits: int = 8,
@@ -241,24 +247,36 @@ class TemporalPE(wiring.Component):
             m.d.sync += a.eq(self.a_in)
 
         phase = getattr(self, "phase", Const(0, 1))
+        # ±operand without a negator: -x = (x ^ -1) + 1, the +1 entering as the carry into an
+        # extra low bit ((2·base + 1) + (2·term + subtract)) >> 1 = base + term + subtract), so
+        # one adder does it.
         if self.coding == "unary":
+            # The term is ±a (0 for a zero weight) in every cycle: it changes only when ``a``
+            # loads, so once the accumulator stops loading (p >= |w|) the adder's inputs hold
+            # still and it does not toggle; whether a cycle adds is only the register's enable.
             enable = phase < magnitude
-            operand = a
+            nonzero = Signal(name="nonzero")
+            m.d.comb += nonzero.eq(magnitude != 0)
+            operand = Mux(nonzero, a, 0)
+            subtract = Signal(name="subtract")
+            m.d.comb += subtract.eq(negative & nonzero)
         else:
             enable = magnitude.bit_select(phase, 1)
-            operand = Signal(signed(self.act_bits + self.magnitude_bits - 1), name="shifted")
+            shifted = Signal(signed(self.act_bits + self.magnitude_bits - 1), name="shifted")
             with m.Switch(phase):
                 for k in range(self.step_cycles):
                     with m.Case(k):
-                        m.d.comb += operand.eq(a << k)
-        # ±operand without a negator: -x = (x ^ -1) + 1, the +1 entering as the carry into an
-        # extra low bit ((2·base + 1) + (2·term + subtract)) >> 1 = base + term + subtract), so
-        # one adder does it; nothing is added while not enabled.
-        subtract = Signal(name="subtract")
-        term = Signal.like(operand, name="term")
-        m.d.comb += [subtract.eq(enable & negative),
-                     term.eq(Mux(enable, operand, 0) ^ subtract.replicate(len(operand)).as_signed())]
-        base = Mux(self.first, self.psum_in, acc)
+                        m.d.comb += shifted.eq(a << k)
+            # nothing is added while not enabled or while the PE is frozen
+            operand = Mux(self.advance & enable, shifted, 0)
+            subtract = Signal(name="subtract")
+            m.d.comb += subtract.eq(self.advance & enable & negative)
+        term = Signal(signed(len(operand)), name="term")
+        m.d.comb += term.eq(operand ^ subtract.replicate(len(operand)).as_signed())
+        # a frozen PE (advance low) keeps its adder's inputs still: base stays the accumulator
+        start = Signal(name="start")
+        m.d.comb += start.eq(self.advance & self.first)
+        base = Mux(start, self.psum_in, acc)
         total = Signal(signed(self.acc_bits + 1), name="total")
         m.d.comb += total.eq(Cat(Const(1, 1), base).as_signed() + Cat(subtract, term).as_signed())
         # the accumulator loads only when it changes: in a step's first cycle (from psum_in) and
@@ -343,6 +361,12 @@ class FineQArray(wiring.Component):
     the weights, stream M vectors, drain; output always ready) takes :meth:`tile_cycles` =
     ``weight_transfers + (M+R+C-2)·S + 3`` cycles from the first weight handshake to the last
     result handshake, both inclusive. The testbench measures both and checks these formulas.
+
+    Idle gating (no effect on results or cycles): PE(r, c) is enabled only in the steps where
+    its anti-diagonal d = r+c holds a valid vector or receives one (``in_flight[d]`` or
+    ``in_flight[d-1]``, the accepted vector for d = 0); the skew, deskew and result registers
+    load only valid values. During a tile's fill and drain, and while idle, the frozen PEs'
+    registers see no clock edge once Yosys's ``clockgate`` turns the enables into clock gates.
     """
 
     def __init__(self, rows: int = 8, cols: int = 8, *, pe: str = "temporal",
@@ -495,13 +519,28 @@ class FineQArray(wiring.Component):
             m.d.comb += sel.eq(w_fire & (load_index == g))
             selects.append(sel)
 
-        # ---- activation skew: row r waits r steps
+        # ---- idle gating by anti-diagonal: PE(r, c) computes vector e in step e+r+c+1, while
+        # in_flight[r+c] holds its valid bit, and loads its activation at the end of step e+r+c,
+        # when the vector enters diagonal d = r+c (a_fire for d = 0, in_flight[d-1] after). A
+        # diagonal that holds no vector and receives none is frozen like a stalled array (its
+        # registers' clocks gated): the fill and drain of a tile cost no PE activity.
+        entering = [a_fire] + [in_flight[d - 1] for d in range(1, R + C)]
+        active, starts = [], []
+        for d in range(R + C - 1):
+            act = Signal(name=f"active_{d}")
+            start = Signal(name=f"first_{d}")  # per diagonal: a fanout of R at most, not R·C
+            m.d.comb += [act.eq(advance & (in_flight[d] | entering[d])), start.eq(act & first)]
+            active.append(act)
+            starts.append(start)
+
+        # ---- activation skew: row r waits r steps; a register loads only the valid vector
+        # entering it (skew_{r}_{k} holds vector e after step e+k)
         row_in = []
         for r in range(R):
             value = self.a.payload[r]
             for k in range(r):
                 reg = Signal(signed(self.act_bits), name=f"skew_{r}_{k}", reset_less=True)
-                with m.If(step_end):
+                with m.If(step_end & entering[k]):
                     m.d.sync += reg.eq(value)
                 value = reg
             row_in.append(value)
@@ -515,17 +554,21 @@ class FineQArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
                 m.d.comb += [
                     pe.load.eq(selects[group_of(r)]), pe.w_in.eq(weight_for[r, c]),
-                    pe.advance.eq(advance), pe.step_end.eq(step_end),
+                    pe.advance.eq(active[r + c]), pe.step_end.eq(step_end),
                     pe.a_in.eq(row_in[r] if c == 0 else pes[r, c - 1].a_out),
                     pe.psum_in.eq(0 if r == 0 else pes[r - 1, c].psum_out),
                 ]
                 if self.pe == "temporal":
-                    m.d.comb += pe.first.eq(first)
+                    m.d.comb += pe.first.eq(starts[r + c])
                     if phase is not None:
                         m.d.comb += pe.phase.eq(phase)
 
         # ---- output: capture each column's sum in the first cycle of the step after it is
-        # final, deskew columns (column c waits C-1-c steps), then the result register.
+        # final, deskew columns (column c waits C-1-c steps), then the result register. Each
+        # register loads only a valid sum: deskew_{c}_{k} takes vector e in the step where
+        # in_flight[R+c+k] holds it, the result register where in_flight[depth-1] does. The
+        # result register is a reset-less datapath register (o.valid says when it counts), so
+        # its clock can be gated.
         capture = Signal(name="capture")
         m.d.comb += capture.eq(advance & first)
         aligned = []
@@ -533,13 +576,16 @@ class FineQArray(wiring.Component):
             value = pes[R - 1, c].psum_out
             for k in range(C - 1 - c):
                 reg = Signal(signed(self.acc_bits), name=f"deskew_{c}_{k}", reset_less=True)
-                with m.If(capture):
+                with m.If(capture & in_flight[R + c + k]):
                     m.d.sync += reg.eq(value)
                 value = reg
             aligned.append(value)
+        result = Signal(self.result_layout, name="result", reset_less=True)
+        with m.If(capture & in_flight[depth - 1]):
+            m.d.sync += [result[c].eq(aligned[c]) for c in range(C)]
+        m.d.comb += self.o.payload.eq(result)
         with m.If(capture):
-            m.d.sync += [self.o.valid.eq(in_flight[depth - 1]),
-                         *[self.o.payload[c].eq(aligned[c]) for c in range(C)]]
+            m.d.sync += self.o.valid.eq(in_flight[depth - 1])
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
