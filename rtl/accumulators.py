@@ -25,9 +25,15 @@ def fp32_term_layout() -> data.StructLayout:
     return data.StructLayout({"value": _FP32_LAYOUT, "nan": unsigned(1), "last": unsigned(1)})
 
 
-def fixed_term_layout(width: int) -> data.StructLayout:
-    """An exact block term (two's complement, in units of 2**lsb), its NaN flag and ``last``."""
-    return data.StructLayout({"value": signed(width), "nan": unsigned(1), "last": unsigned(1)})
+def fixed_term_layout(width: int, terms: int = 1) -> data.StructLayout:
+    """An exact block term (two's complement, in units of 2**lsb), its NaN flag and ``last``;
+    with ``terms=2`` a ``second`` term beside ``value`` (both are added in the same cycle)."""
+    fields = {"value": signed(width), "nan": unsigned(1), "last": unsigned(1)}
+    if terms == 2:
+        fields["second"] = signed(width)
+    elif terms != 1:
+        raise ValueError(f"terms must be 1 or 2, not {terms!r}")
+    return data.StructLayout(fields)
 
 
 class FP32Accumulator(wiring.Component):
@@ -98,6 +104,9 @@ class ExactAccumulator(wiring.Component):
         The terms' and the sum's step is ``2**lsb_exponent``.
     segment : int
         Bits per carry segment of the loop adder.
+    terms : int
+        Terms added per cycle: 1, or 2 (the payload's ``value`` and ``second``; each segment then
+        adds three operands and carries up to 2 into the next).
 
     Members
     -------
@@ -108,15 +117,18 @@ class ExactAccumulator(wiring.Component):
 
     latency = 4
 
-    def __init__(self, width: int, lsb_exponent: int, segment: int = 24):
+    def __init__(self, width: int, lsb_exponent: int, segment: int = 24, terms: int = 1):
         for name, v, lo in (("width", width, FP32.man_bits + 3), ("segment", segment, 2)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
         if not isinstance(lsb_exponent, int) or isinstance(lsb_exponent, bool):
             raise TypeError(f"lsb_exponent must be an integer, not {lsb_exponent!r}")
+        if terms not in (1, 2):
+            raise ValueError(f"terms must be 1 or 2, not {terms!r}")
         self.width, self.lsb_exponent, self.segment = width, lsb_exponent, segment
+        self.terms = terms
         super().__init__({
-            "i": In(stream.Signature(fixed_term_layout(width))),
+            "i": In(stream.Signature(fixed_term_layout(width, terms))),
             "o": Out(stream.Signature(_FP32_LAYOUT)),
         })
 
@@ -128,22 +140,28 @@ class ExactAccumulator(wiring.Component):
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         take = self.i.valid & advance
         bounds = [(lo, min(lo + seg, w)) for lo in range(0, w, seg)]
-        x = self.i.payload.value.as_unsigned()
+        terms = [self.i.payload.value.as_unsigned()]
+        if self.terms == 2:
+            terms.append(self.i.payload.second.as_unsigned())
+        cw = self.terms  # bits of a segment's carry: at most 1 with one term, 2 with two
 
-        # ---- loop: every segment adds its slice of the term and the carry below it. A finished
+        # ---- loop: every segment adds its slice of the terms and the carry below it. A finished
         # sum stays in the loop registers for the cycle after its last term (``done``), where the
         # rounding pipeline reads it; the next term then starts from zero.
         sums = Signal(w, name="sum_segments")
-        carries = Signal(max(len(bounds) - 1, 1), name="sum_carries")
+        carries = Signal(max(len(bounds) - 1, 1) * cw, name="sum_carries")
         acc_nan, done = Signal(), Signal()
         new_sums, new_carries = [], []
         for j, (lo, hi) in enumerate(bounds):
-            cin = Mux(done, 0, carries[j - 1]) if j else 0
-            s = Signal(hi - lo + 1, name=f"seg{j}")
-            m.d.comb += s.eq(Mux(done, 0, sums[lo:hi]) + x[lo:hi] + cin)
+            cin = Mux(done, 0, carries[(j - 1) * cw:j * cw]) if j else 0
+            s = Signal(hi - lo + cw, name=f"seg{j}")
+            total = Mux(done, 0, sums[lo:hi])
+            for x in terms:
+                total = total + x[lo:hi]
+            m.d.comb += s.eq(total + cin)
             new_sums.append(s[:hi - lo])
             if j < len(bounds) - 1:
-                new_carries.append(s[-1])
+                new_carries.append(s[hi - lo:])
         with m.If(advance):
             m.d.sync += done.eq(take & self.i.payload.last)
             with m.If(take):
@@ -168,9 +186,9 @@ class ExactAccumulator(wiring.Component):
         # stage 1: sign and magnitude of the sum with its pending segment carries C resolved.
         # Both |S + C| candidates at once, one adder each: S + C, and -(S + C) = ~S + (1 - C)
         # (two's complement, mod 2**w; 1 - C is a function of the few carry bits alone).
-        carry_value = 0
+        carry_value = 0  # each segment's carry sits at the next segment's lsb: they never overlap
         for j in range(len(bounds) - 1):
-            carry_value = carry_value | (carries[j].as_unsigned() << bounds[j + 1][0])
+            carry_value = carry_value | (carries[j * cw:(j + 1) * cw] << bounds[j + 1][0])
         pos, neg, one_minus_c = Signal(w, name="pos"), Signal(w, name="neg"), Signal(w)
         m.d.comb += [pos.eq(sums + carry_value), one_minus_c.eq(1 - carry_value),
                      neg.eq(~sums + one_minus_c)]

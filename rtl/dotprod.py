@@ -27,13 +27,18 @@ from .arith import ToFP32, float_layout, unpack, widen
 __all__ = ["BlockDotProduct", "MultiplierLanes", "ProductShift", "AdderTree", "ScaleDecode",
            "BlockScale", "TermToFP32", "TermAlign", "max_term", "OPERAND_LSB", "tree_groups",
            "default_tree_group", "supported_modes", "ACCUMULATIONS", "BLOCK_MODES", "FORMAT_SETS",
-           "ORGANISATIONS", "PIPELINE_DEPTHS"]
+           "ORGANISATIONS", "PIPELINE_DEPTHS", "FP4_RATES", "FP4_PAIR_CODE"]
 
 FORMAT_SETS = ("mixed", "fp8", "fp4")
 ORGANISATIONS = ("split", "shared")
 #: Register stages before the accumulator, cut in this order: the block term, the adder tree's
 #: output, the middle of the adder tree, the multipliers' outputs, the block-scale product.
 PIPELINE_DEPTHS = (1, 2, 3, 4, 5)
+#: FP4×FP4 block pairs per cycle: 1, or 2 (double rate: a beat carries two FP4×FP4 pairs).
+FP4_RATES = (1, 2)
+#: One byte of a double-rate beat's ``codes``: element i of the first FP4×FP4 block pair in the
+#: low nibble (where single NVFP4 blocks have it), of the second pair in the high nibble.
+FP4_PAIR_CODE = data.StructLayout({"first": unsigned(E2M1.width), "second": unsigned(E2M1.width)})
 #: Block-pair modes as (w_fp8, a_fp8), and those each format set takes.
 BLOCK_MODES = ((False, False), (False, True), (True, False), (True, True))
 #: Every operand (an element times its block scale) is a whole multiple of ``2**OPERAND_LSB``:
@@ -63,13 +68,17 @@ def _product_bits(fmt):
     return 2 * (fmt.man_bits + 1) + 2 * _max_shift(fmt)
 
 
-def block_layout(element_width: int, block_size: int, *, flag: bool, scale: bool):
-    """One operand block: element codes, optional FP8 flag, optional UE4M3 scale."""
+def block_layout(element_width: int, block_size: int, *, flag: bool, scale: bool,
+                 second_scale: bool = False):
+    """One operand block: element codes, optional FP8 flag, optional UE4M3 scale, and optional
+    ``second_scale``: the UE4M3 scale of a double-rate beat's second FP4 block."""
     fields = {"codes": data.ArrayLayout(unsigned(element_width), block_size)}
     if flag:
         fields["fp8"] = unsigned(1)
     if scale:
         fields["scale"] = unsigned(UE4M3.width)
+    if second_scale:
+        fields["second_scale"] = unsigned(UE4M3.width)
     return data.StructLayout(fields)
 
 
@@ -364,12 +373,23 @@ class BlockDotProduct(wiring.Component):
         fixed-point accumulator with carry-save segments and each dot product is rounded once
         (``docs/numerics.md`` rule 5'; at most ``EXACT_MAX_BLOCKS`` block pairs per dot
         product).
+    fp4_rate : 1 or 2 (default 1; 2 needs formats "mixed", organisation "split" and
+        accumulation "exact")
+        FP4×FP4 block pairs per cycle. 2: a beat with ``dual`` set carries two FP4×FP4 block
+        pairs of one dot product (element codes as :data:`FP4_PAIR_CODE`: first pair in the low
+        nibbles, second in the high ones; scales ``scale`` and ``second_scale``). The second pair
+        has its own E2M1 lanes, adder tree and scale product, and the exact accumulator adds
+        both terms in one cycle: the sum is exact and order-independent, so the numerics are
+        those of rule 5' unchanged, at twice the FP4 rate. Other beats carry one pair.
 
     Ports
     -----
     i : stream of block pairs: ``w`` and ``a`` blocks (``codes``: 8-bit E4M3 codes, or E2M1
         codes in the low 4 bits for NVFP4 blocks; 4-bit codes in the "fp4" unit; ``fp8`` flag
         ("mixed" only); ``scale`` UE4M3 code (not in "fp8"), ignored for FP8 blocks) and ``last``.
+        With ``fp4_rate=2`` also ``dual`` and each block's ``second_scale``: a beat with ``dual``
+        set and both ``fp8`` flags clear is two FP4×FP4 pairs (``last`` then follows the second);
+        ``dual`` is ignored on a beat with an FP8 block.
     o : stream of FP32 results, one per dot product (the block pairs up to one with ``last``).
 
     Members
@@ -383,11 +403,13 @@ class BlockDotProduct(wiring.Component):
         Bits of the exact accumulator (None with "fp32"): every finite term, times
         ``EXACT_MAX_BLOCKS``, with a sign bit.
 
-    Throughput one block pair per cycle. A result not taken on ``o`` stalls the whole pipeline.
+    Throughput one beat per cycle: one block pair, or two FP4×FP4 pairs with ``fp4_rate=2``. A
+    result not taken on ``o`` stalls the whole pipeline.
     """
 
     def __init__(self, block_size: int = 16, formats: str = "mixed", organisation: str | None = None,
-                 pipeline: int = 2, accumulation: str = "fp32", tree_group: int | None = None):
+                 pipeline: int = 2, accumulation: str = "fp32", tree_group: int | None = None,
+                 fp4_rate: int = 1):
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size not in BLOCK_SIZES:
             raise ValueError(f"block_size must be one of {BLOCK_SIZES}, not {block_size!r}")
         if formats not in FORMAT_SETS:
@@ -413,6 +435,14 @@ class BlockDotProduct(wiring.Component):
         elif tree_group == 1 and pipeline > 3:
             raise ValueError(f"tree_group=1 cuts where pipeline 4 registers the multipliers' "
                              f"outputs: use it with pipeline=3 (got pipeline={pipeline})")
+        if isinstance(fp4_rate, bool) or fp4_rate not in FP4_RATES:
+            raise ValueError(f"fp4_rate must be one of {FP4_RATES}, not {fp4_rate!r}")
+        if fp4_rate == 2 and (formats, organisation, accumulation) != ("mixed", "split", "exact"):
+            raise ValueError(f"fp4_rate=2 needs formats='mixed', organisation='split' and "
+                             f"accumulation='exact' (got formats={formats!r}, organisation="
+                             f"{organisation!r}, accumulation={accumulation!r}): the two terms of "
+                             f"a beat are summed exactly, which FP32 accumulation's order forbids")
+        self.fp4_rate = fp4_rate
         self.tree_group = tree_group
         self.block_size, self.formats = block_size, formats
         self.organisation, self.pipeline = organisation, pipeline
@@ -429,8 +459,11 @@ class BlockDotProduct(wiring.Component):
 
         element_width = E2M1.width if formats == "fp4" else E4M3.width
         block = block_layout(element_width, block_size, flag=formats == "mixed",
-                             scale=formats != "fp8")
-        self.input_layout = data.StructLayout({"w": block, "a": block, "last": unsigned(1)})
+                             scale=formats != "fp8", second_scale=fp4_rate == 2)
+        fields = {"w": block, "a": block, "last": unsigned(1)}
+        if fp4_rate == 2:
+            fields["dual"] = unsigned(1)
+        self.input_layout = data.StructLayout(fields)
         super().__init__({
             "i": In(stream.Signature(self.input_layout)),
             "o": Out(stream.Signature(_FP32_LAYOUT)),
@@ -444,6 +477,8 @@ class BlockDotProduct(wiring.Component):
             p["tree_group"] = self.tree_group
         if self.organisation:
             p["organisation"] = self.organisation
+        if self.fp4_rate != 1:
+            p["fp4_rate"] = self.fp4_rate
         return p
 
     def _lanes(self, m, name, fmt, narrow, w, a, w_narrow=None, a_narrow=None):
@@ -462,7 +497,7 @@ class BlockDotProduct(wiring.Component):
         p_fmt = E2M1 if self.formats == "fp4" else E4M3
         kind, term_lsb, term_width = self.scale_kind, self.term_lsb, self.term_width
         if exact:
-            acc = ExactAccumulator(self.accumulator_width, term_lsb)
+            acc = ExactAccumulator(self.accumulator_width, term_lsb, terms=self.fp4_rate)
         else:
             acc = FP32Accumulator()
         m.submodules.accumulator = acc
@@ -474,7 +509,8 @@ class BlockDotProduct(wiring.Component):
             """Registers ``values`` and the valid bit when ``enabled``; passes them otherwise.
 
             Data registers load only with a valid pair, and in "split" a side's registers
-            (``*_e2m1*`` / ``*_e4m3*``) only with a pair of that side, so idle registers hold
+            (``*_e2m1*`` / ``*_e4m3*``) only with a pair of that side, and a double-rate beat's
+            second pair's (``*_second*``) only with a ``dual`` beat, so idle registers hold
             and are clock-gated (their outputs are not selected downstream)."""
             if not enabled:
                 return dict(values), valid
@@ -482,6 +518,8 @@ class BlockDotProduct(wiring.Component):
             if split and "fp4_operands" in values:  # FP4xFP4 pairs are the pairs with two E2M1 operands
                 both = values["fp4_operands"] == 2
                 side_of = {"e2m1": both, "e4m3": ~both}
+            if "dual" in values:
+                side_of["second"] = values["dual"]
             regs = {}
             for name, v in values.items():
                 # no reset: a stage's data is only used with its valid bit (which has one), and
@@ -501,27 +539,37 @@ class BlockDotProduct(wiring.Component):
         # ---- multipliers
         mixed = self.formats == "mixed"
         split = self.organisation == "split"
-        sides = []  # (lanes, element format whose lsb the products are in)
+        sides = []  # (lanes, element format whose lsb the products are in, name)
+        dual = None  # a double-rate beat: two FP4xFP4 pairs
         if not mixed:
             fmt = E2M1 if self.formats == "fp4" else E4M3
-            sides.append((self._lanes(m, fmt.name.lower(), fmt, None, x.w.codes, x.a.codes), fmt))
+            name = fmt.name.lower()
+            sides.append((self._lanes(m, name, fmt, None, x.w.codes, x.a.codes), fmt, name))
         elif split:
             both_fp4 = ~x.w.fp8 & ~x.a.fp8
-            w4 = Cat(*(x.w.codes[i][:E2M1.width] for i in range(bs)))
-            a4 = Cat(*(x.a.codes[i][:E2M1.width] for i in range(bs)))
-            sides.append((self._lanes(m, "e2m1", E2M1, None, _isolate(w4, both_fp4),
-                                      _isolate(a4, both_fp4)), E2M1))
+
+            def nibbles(codes, which):
+                return Cat(*(getattr(data.View(FP4_PAIR_CODE, codes[i]), which) for i in range(bs)))
+            sides.append((self._lanes(m, "e2m1", E2M1, None,
+                                      _isolate(nibbles(x.w.codes, "first"), both_fp4),
+                                      _isolate(nibbles(x.a.codes, "first"), both_fp4)),
+                          E2M1, "e2m1"))
             sides.append((self._lanes(m, "e4m3", E4M3, E2M1,
                                       _isolate(x.w.codes.as_value(), ~both_fp4),
                                       _isolate(x.a.codes.as_value(), ~both_fp4),
-                                      ~x.w.fp8, ~x.a.fp8), E4M3))
+                                      ~x.w.fp8, ~x.a.fp8), E4M3, "e4m3"))
+            if self.fp4_rate == 2:
+                dual = x.dual & both_fp4
+                sides.append((self._lanes(m, "second", E2M1, None,
+                                          _isolate(nibbles(x.w.codes, "second"), dual),
+                                          _isolate(nibbles(x.a.codes, "second"), dual)),
+                              E2M1, "second"))
         else:
             sides.append((self._lanes(m, "e4m3", E4M3, E2M1, x.w.codes, x.a.codes,
-                                      ~x.w.fp8, ~x.a.fp8), E4M3))
+                                      ~x.w.fp8, ~x.a.fp8), E4M3, "e4m3"))
 
         vals = {}
-        for lanes, fmt in sides:
-            name = fmt.name.lower()
+        for lanes, fmt, name in sides:
             vals[f"mantissas_{name}"] = lanes.mantissas.as_value()
             vals[f"shifts_{name}"] = lanes.shifts.as_value()
         m.submodules.scale_decode = dec = ScaleDecode(kind)
@@ -529,9 +577,17 @@ class BlockDotProduct(wiring.Component):
             m.d.comb += [dec.w_scale.eq(x.w.scale), dec.a_scale.eq(x.a.scale)]
         if kind == "flagged":
             m.d.comb += [dec.w_fp8.eq(x.w.fp8), dec.a_fp8.eq(x.a.fp8)]
-        vals["nan"] = Cat(dec.nan, *(lanes.nan for lanes, _ in sides)).any()
+        nans = [dec.nan, *(lanes.nan for lanes, _, _ in sides)]
+        if dual is not None:  # the second pair's scales: NVFP4 always
+            m.submodules.scale_decode_second = dec2 = ScaleDecode("nvfp4")
+            m.d.comb += [dec2.w_scale.eq(_isolate(x.w.second_scale, dual)),
+                         dec2.a_scale.eq(_isolate(x.a.second_scale, dual))]
+            nans.append(dec2.nan & dual)
+        vals["nan"] = Cat(*nans).any()
         vals["last"] = x.last
         vals.update(smant=dec.smant, sshift=dec.sshift)
+        if dual is not None:
+            vals.update(smant_second=dec2.smant, sshift_second=dec2.sshift, dual=dual)
         if mixed:  # E2M1 operands on the E4M3 grid: the term stage drops their low zero bits
             vals["fp4_operands"] = (~x.w.fp8).as_unsigned() + (~x.a.fp8).as_unsigned()
         vals, valid = stage(vals, self.pipeline >= 4, self.i.valid)
@@ -556,8 +612,7 @@ class BlockDotProduct(wiring.Component):
             return tree.sum
 
         groups = {}
-        for lanes, fmt in sides:
-            name = fmt.name.lower()
+        for lanes, fmt, name in sides:
             if leaf_cut and fmt is p_fmt:
                 continue  # registered as they are, shifted after the cut
             groups[name] = group = self.tree_group if cut and fmt is p_fmt else bs
@@ -570,37 +625,49 @@ class BlockDotProduct(wiring.Component):
 
         # ---- the group sums summed
         sums = {}
-        for lanes, fmt in sides:
-            name = fmt.name.lower()
+        for lanes, fmt, name in sides:
             if name not in groups:  # the leaf cut: all block_size products summed here
                 products, width = shifted(lanes, name)
-                sums[fmt] = summed(products, width, bs, f"tree_{name}")
+                sums[name] = summed(products, width, bs, f"tree_{name}")
                 continue
             parts = [vals.pop(f"part_{name}_{g}") for g in range(bs // groups[name])]
             if len(parts) == 1:
-                sums[fmt] = parts[0]
+                sums[name] = parts[0]
                 continue
-            sums[fmt] = summed(Cat(*parts), len(parts[0]), len(parts), f"tree_{name}")
-        # ---- in "split" the FP4 sum is put onto the E4M3 grid (as if both operands had been
-        # widened, which the term stage undoes) and selected
-        if len(sums) == 2:
-            align = 2 * _WIDEN_BITS
-            product = Mux(vals["fp4_operands"] == 2, sums[E2M1] << align, sums[E4M3])
-            p_width = max(len(sums[E4M3]), len(sums[E2M1]) + align)
+            sums[name] = summed(Cat(*parts), len(parts[0]), len(parts), f"tree_{name}")
+        # ---- in "split" each side's sum is registered as it is (an FP4 pair clocks its 13 bits,
+        # not the 41 of the E4M3 grid), then the FP4 sum is put onto the E4M3 grid (as if both
+        # operands had been widened, which the term stage undoes) and selected
+        if split:
+            vals.update(product_e2m1=sums["e2m1"], product_e4m3=sums["e4m3"])
         else:
-            product = sums[p_fmt]
-            p_width = len(product)
-        vals["product"] = Signal(signed(p_width), name="product")
-        m.d.comb += vals["product"].eq(product)
+            vals["product"] = sums[p_fmt.name.lower()]
+        if dual is not None:  # on the E2M1 grid: its term needs no widening undone
+            vals["product_second"] = sums["second"]
         vals, valid = stage(vals, self.pipeline >= 2, valid)
+        if split:
+            align = 2 * _WIDEN_BITS
+            p_width = max(len(vals["product_e4m3"]), len(vals["product_e2m1"]) + align)
+            product = Signal(signed(p_width), name="product")
+            m.d.comb += product.eq(Mux(vals["fp4_operands"] == 2, vals["product_e2m1"] << align,
+                                       vals["product_e4m3"]))
+        else:
+            product = vals["product"]
+            p_width = len(product)
 
         # ---- block-scale product
         m.submodules.scale = sc = BlockScale(p_width)
-        m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
-        vals = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
-                "last": vals["last"],
-                **({"fp4_operands": vals["fp4_operands"]} if mixed else {})}
-        vals, valid = stage(vals, self.pipeline >= 5, valid)
+        m.d.comb += [sc.product.eq(product), sc.smant.eq(vals["smant"])]
+        scaled = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
+                  "last": vals["last"],
+                  **({"fp4_operands": vals["fp4_operands"]} if mixed else {})}
+        if dual is not None:
+            m.submodules.scale_second = sc2 = BlockScale(len(vals["product_second"]))
+            m.d.comb += [sc2.product.eq(vals["product_second"]),
+                         sc2.smant.eq(vals["smant_second"])]
+            scaled.update(scaled_second=sc2.scaled, shift_second=vals["sshift_second"],
+                          dual=vals["dual"])
+        vals, valid = stage(scaled, self.pipeline >= 5, valid)
 
         # ---- the block term: rounded to FP32, or aligned onto the exact accumulator's grid
         widen_bits = _WIDEN_BITS if mixed else 0
@@ -616,12 +683,21 @@ class BlockDotProduct(wiring.Component):
                      term.last.eq(vals["last"])]
         if mixed:
             m.d.comb += to_term.narrowed.eq(vals["fp4_operands"])
-        vals, valid = stage({"term": term}, True, valid)
+        terms = {"term": term}
+        if dual is not None:  # registered before its alignment: 26 bits instead of the term's 60
+            terms.update(scaled_second=vals["scaled_second"], shift_second=vals["shift_second"],
+                         dual=vals["dual"])
+        vals, valid = stage(terms, True, valid)
 
-        # ---- FP32 accumulation
+        # ---- accumulation
         t = vals["term"]  # field by field: the exact accumulator's sum is wider than a term
         m.d.comb += [acc.i.valid.eq(valid), acc.i.payload.value.eq(t.value),
                      acc.i.payload.nan.eq(t.nan), acc.i.payload.last.eq(t.last)]
+        if dual is not None:  # the second pair's term onto the same grid; its registers hold
+            # between dual beats, so the term is zeroed there
+            m.submodules.to_term_second = tt2 = TermAlign(sc2.scaled_width, term_width)
+            m.d.comb += [tt2.scaled.eq(vals["scaled_second"]), tt2.shift.eq(vals["shift_second"]),
+                         acc.i.payload.second.eq(Mux(vals["dual"], tt2.term, 0))]
         wiring.connect(m, wiring.flipped(self.o), acc.o)
         return m
 

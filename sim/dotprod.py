@@ -15,10 +15,10 @@ import torch
 
 from mpgen.golden.dotprod import FP8_IMPLICIT_SCALE_CODE, BlockPairs
 from mpgen.golden.formats import E2M1, E4M3, UE4M3
-from mpgen.rtl.dotprod import supported_modes
+from mpgen.rtl.dotprod import FP4_PAIR_CODE, supported_modes
 
-__all__ = ["Phase", "make_phases", "pack_payloads", "run_dotprod_regression", "RegressionResult",
-           "simulate_dotprod"]
+__all__ = ["Phase", "make_phases", "beat_sizes", "pack_payloads", "run_dotprod_regression",
+           "RegressionResult", "simulate_dotprod"]
 
 _E4M3_CODES = range(1 << E4M3.width)
 _E4M3_NAN = [c for c in _E4M3_CODES if E4M3.is_nan_code(c)]
@@ -106,6 +106,60 @@ class _Gen:
                          "w_scale": self.scale(), "a_scale": self.scale(), "last": True})
         return rows
 
+    def dual_exhaustive(self):
+        """Double rate: every E2M1xE2M1 element pair in each slot of a dual beat, once. Dot
+        product k is two FP4xFP4 pairs (one beat): pair k of the enumeration in the first, pair
+        255-k in the second, each alone in its block, lanes rotating, random scales."""
+        codes = [(w, a) for w in _FP4_CODES for a in _FP4_CODES]
+        rows = []
+        for k, (w, a) in enumerate(codes):
+            w2, a2 = codes[-1 - k]
+            for lane, (wc, ac), last in ((k % self.bs, (w, a), False),
+                                         ((7 * k + 3) % self.bs, (w2, a2), True)):
+                ws, as_ = [0] * self.bs, [0] * self.bs
+                ws[lane], as_[lane] = wc, ac
+                rows.append({"w": ws, "a": as_, "w_fp8": False, "a_fp8": False,
+                             "w_scale": self.scale(), "a_scale": self.scale(), "last": last})
+        return rows
+
+    def dual_corners(self):
+        """Double rate: FP4xFP4 corner pairs side by side in one beat: the largest terms in both
+        slots under every corner scale pair (a beat sums two of the largest terms), a NaN scale
+        in either slot alone, a term and its negation in one beat (exact cancellation), zeros."""
+        bs, rows = self.bs, []
+        top, nan = UE4M3.max_code, UE4M3.nan_code
+        one = int(UE4M3.encode(torch.tensor([1.0]))[0])
+        min_sub = int(UE4M3.encode(torch.tensor([UE4M3.min_subnormal]))[0])
+        mx, neg = E2M1.max_code, E2M1.max_code | E2M1.sign_mask
+
+        def pair(w, a, ws, as_, last):
+            return {"w": w, "a": a, "w_fp8": False, "a_fp8": False, "w_scale": ws,
+                    "a_scale": as_, "last": last}
+        for ws in (min_sub, one, top):
+            for as_ in (min_sub, one, top):
+                for w2 in ([mx] * bs, [neg] * bs):
+                    rows += [pair([mx] * bs, [mx] * bs, ws, as_, False),
+                             pair(w2, [mx] * bs, as_, ws, True)]
+        for first, second in ((nan, one), (one, nan)):
+            rows += [pair([mx] * bs, [mx] * bs, first, one, False),
+                     pair([mx] * bs, [mx] * bs, second, one, True)]
+        blk = self.block(mode=(False, False), last=False)
+        rows += [blk, {**blk, "w": [c ^ E2M1.sign_mask for c in blk["w"]], "last": True}]
+        rows += [pair([0] * bs, [0] * bs, top, top, False), pair([0] * bs, [mx] * bs, top, top, True)]
+        return rows
+
+    def fp4_runs(self, count, max_len, nan_rate=0.0):
+        """Dot products where most pairs are FP4xFP4 (runs of even and odd length, ``last`` on
+        either slot of a would-be beat): the double-rate packing's every case."""
+        rows = []
+        for _ in range(count):
+            n = self.rng.randint(1, max_len)
+            for k in range(n):
+                mode = (False, False) if self.rng.random() < 0.8 else self.rng.choice(self.modes)
+                rows.append(self.block(mode=mode, last=k == n - 1, nan_rate=nan_rate,
+                                       density=self.rng.choice((1.0, 1.0, 0.5, 0.1))))
+        return rows
+
     def corners(self):
         bs, rows = self.bs, []
         max8 = E4M3.max_code
@@ -164,6 +218,8 @@ def make_phases(config: dict, *, quick: bool = False, seed: int = 1) -> list[Pha
     Full: every E4M3×E4M3 element pair (65,536), every E2M1×E2M1 and E2M1×E4M3 pair in both
     orders, corner blocks, random dot products in random mode sequences (with NaN), and a reset
     in the middle of a dot product. Quick: the same phases with the exhaustive sweeps sampled.
+    With ``fp4_rate=2`` also every E2M1×E2M1 pair in each slot of a dual beat, dual-beat corners
+    and random dot products made mostly of FP4×FP4 pairs (both quick and full).
     """
     rng = random.Random(seed)
     g = _Gen(config, rng)
@@ -176,6 +232,10 @@ def make_phases(config: dict, *, quick: bool = False, seed: int = 1) -> list[Pha
     phases.append(Phase("corners", _pairs(g.corners(), bs)))
     n_random = 150 if quick else 1500
     phases.append(Phase("random", _pairs(g.dot_products(n_random, 8, nan_rate=0.002), bs)))
+    if config.get("fp4_rate", 1) == 2:
+        phases.append(Phase("dual_exhaustive_e2m1xe2m1", _pairs(g.dual_exhaustive(), bs)))
+        phases.append(Phase("dual_corners", _pairs(g.dual_corners(), bs)))
+        phases.append(Phase("dual_random", _pairs(g.fp4_runs(n_random, 12, nan_rate=0.002), bs)))
     rows = g.dot_products(20, 12)
     reset_at = rng.randrange(len(rows) // 3, 2 * len(rows) // 3)
     while rows[reset_at - 1]["last"]:  # land the reset inside a dot product
@@ -185,28 +245,60 @@ def make_phases(config: dict, *, quick: bool = False, seed: int = 1) -> list[Pha
     return phases
 
 
+def beat_sizes(pairs: BlockPairs, fp4_rate: int = 1) -> list[int]:
+    """Block pairs per input beat of a unit with ``fp4_rate``: all 1 at rate 1. At rate 2, from
+    the start of the stream, an FP4×FP4 pair that does not end its dot product shares a beat
+    with the next pair when that one is FP4×FP4 too (``docs/numerics.md``, double rate)."""
+    if fp4_rate not in (1, 2):
+        raise ValueError(f"fp4_rate must be 1 or 2, not {fp4_rate!r}")
+    if fp4_rate == 1:
+        return [1] * pairs.n
+    fp4 = (~pairs.w_fp8 & ~pairs.a_fp8).tolist()
+    last = pairs.last.tolist()
+    sizes, i = [], 0
+    while i < pairs.n:
+        two = i + 1 < pairs.n and fp4[i] and fp4[i + 1] and not last[i]
+        sizes.append(2 if two else 1)
+        i += sizes[-1]
+    return sizes
+
+
 def pack_payloads(layout, pairs: BlockPairs, formats: str) -> list[int]:
-    """Pack each block pair into the integer value of the DUT's input payload, field offsets
-    read from the Amaranth layout (the RTL's own definition)."""
+    """Pack the block pairs into the integer values of the DUT's input beats, field offsets read
+    from the Amaranth layout (the RTL's own definition). A layout with a ``dual`` field (double
+    FP4 rate) packs pairs two to a beat as :func:`beat_sizes` says, the second pair's codes in
+    the :data:`~mpgen.rtl.dotprod.FP4_PAIR_CODE` high nibbles and its scales in ``second_scale``."""
     offs = {name: f.offset for name, f in layout}
     sub = {name: {n: f.offset for n, f in layout[name].shape} for name in ("w", "a")}
     elem_w = E2M1.width if formats == "fp4" else E4M3.width
+    fp4_mask = (1 << E2M1.width) - 1
+    nibble = {n: f.offset for n, f in FP4_PAIR_CODE}
     out = []
     rows = {k: getattr(pairs, k).tolist() for k in
             ("w_codes", "a_codes", "w_fp8", "a_fp8", "w_scale", "a_scale", "last")}
-    for i in range(pairs.n):
-        v = int(rows["last"][i]) << offs["last"]
+    i = 0
+    for size in beat_sizes(pairs, 2 if "dual" in offs else 1):
+        v = int(rows["last"][i + size - 1]) << offs["last"]
         for side in ("w", "a"):
             codes = 0
-            for j, c in enumerate(rows[f"{side}_codes"][i]):
-                codes |= (c & ((1 << elem_w) - 1)) << (j * elem_w)
             base = offs[side]
+            if size == 1:
+                for j, c in enumerate(rows[f"{side}_codes"][i]):
+                    codes |= (c & ((1 << elem_w) - 1)) << (j * elem_w)
+            else:
+                for j, (c1, c2) in enumerate(zip(rows[f"{side}_codes"][i], rows[f"{side}_codes"][i + 1])):
+                    byte = ((c1 & fp4_mask) << nibble["first"]) | ((c2 & fp4_mask) << nibble["second"])
+                    codes |= byte << (j * elem_w)
+                v |= rows[f"{side}_scale"][i + 1] << (base + sub[side]["second_scale"])
             v |= codes << (base + sub[side]["codes"])
             if "fp8" in sub[side]:
                 v |= int(rows[f"{side}_fp8"][i]) << (base + sub[side]["fp8"])
             if "scale" in sub[side]:
                 v |= rows[f"{side}_scale"][i] << (base + sub[side]["scale"])
+        if size == 2:
+            v |= 1 << offs["dual"]
         out.append(v)
+        i += size
     return out
 
 

@@ -17,7 +17,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from mpgen.golden.dotprod import BlockPairs, dot_products
 from mpgen.rtl.dotprod import BlockDotProduct
-from mpgen.sim.dotprod import make_phases, pack_payloads
+from mpgen.sim.dotprod import beat_sizes, make_phases, pack_payloads
 from mpgen.sim.stream import StreamDriver, StreamSink, reset, start_clock, tb_params, write_tb_result
 
 #: (input idle probability, output stall probability) pairs the phases draw from.
@@ -57,8 +57,8 @@ class _Bench:
 
 async def _measure_timing(dut, unit, phase):
     """Back-to-back input with the output always ready, as one long dot product: count the cycles
-    the stream takes and the clock edges from the transfer of its ``last`` pair (inclusive) to
-    ``o.valid``."""
+    the stream takes (its beats: one or, at double FP4 rate, two block pairs each) and the clock
+    edges from the transfer of its ``last`` beat (inclusive) to ``o.valid``."""
     p = phase.pairs
     last = torch.zeros_like(p.last)
     last[-1] = True
@@ -86,7 +86,7 @@ async def _measure_timing(dut, unit, phase):
         await FallingEdge(dut.clk)
         latency += 1
     await FallingEdge(dut.clk)
-    return {"pairs": len(payloads), "cycles": cycles, "latency": latency}
+    return {"pairs": single.n, "beats": len(payloads), "cycles": cycles, "latency": latency}
 
 
 @cocotb.test()
@@ -107,16 +107,20 @@ async def regression(dut):
     phases = make_phases(config, quick=quick, seed=seed)
     for phase in phases:
         payloads = pack_payloads(unit.input_layout, phase.pairs, unit.formats)
+        sizes = beat_sizes(phase.pairs, unit.fp4_rate)  # block pairs per beat
         expected = dot_products(phase.pairs, unit.accumulation).tolist()
         idle, stall = rng.choice(TRAFFIC)
         if phase.reset_after is not None:
-            accepted = phase.reset_after
-            got = await bench.run_then_reset(payloads, accepted, idle=idle, stall=stall,
+            beats, accepted = 0, 0  # the beats that hold the first reset_after pairs
+            while accepted < phase.reset_after:
+                accepted += sizes[beats]
+                beats += 1
+            got = await bench.run_then_reset(payloads, beats, idle=idle, stall=stall,
                                              reset_cycles=rng.randint(1, 4))
             # Results handed over before the reset must be right; the rest is dropped.
             expected = expected[:len(got)]
         else:
-            accepted = len(payloads)
+            accepted = phase.pairs.n
             try:
                 got, extra = await bench.run(payloads, len(expected), idle=idle, stall=stall)
             except TimeoutError as e:
@@ -136,13 +140,13 @@ async def regression(dut):
                                      "gap": idle, "stall": stall}
         dut._log.info("%s: %d vectors, %d results, %d mismatches", phase.name, accepted, len(got), len(bad))
 
-    # Timing contract: throughput one block pair per cycle, latency unit.latency cycles.
+    # Timing contract: throughput one beat per cycle, latency unit.latency cycles.
     bench.sink.stop()
     timing = await _measure_timing(dut, unit, phases[-1])
     dut._log.info("timing: %s", timing)
-    if timing["latency"] != unit.latency or timing["cycles"] != timing["pairs"]:
+    if timing["latency"] != unit.latency or timing["cycles"] != timing["beats"]:
         mismatches += 1
-        first.append(f"timing: {timing}, expected latency {unit.latency} and one pair per cycle")
+        first.append(f"timing: {timing}, expected latency {unit.latency} and one beat per cycle")
     phases_report["timing"] = {"vectors": timing["pairs"], "results": 1, "mismatches": 0,
                                "gap": 0.0, "stall": 0.0, **timing}
 

@@ -134,3 +134,36 @@ def test_golden_terms_are_whole_steps_of_the_units_grid(mode):
     terms = [int(qi) << int(si) for qi, si in zip(q, shift)]
     assert all(t % step == 0 for t in terms)
     assert max(abs(t) // step for t in terms).bit_length() == dut.term_width - 1
+
+
+@pytest.mark.parametrize("bad", [0, 3, 4, True, "2"])
+def test_fp4_rate_validated(bad):
+    with pytest.raises(ValueError, match="fp4_rate must be one of"):
+        BlockDotProduct(formats="mixed", accumulation="exact", fp4_rate=bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"formats": "mixed", "organisation": "shared", "accumulation": "exact"},
+    {"formats": "mixed", "organisation": "split", "accumulation": "fp32"},
+    {"formats": "fp4", "accumulation": "exact"},
+    {"formats": "fp8", "accumulation": "exact"},
+])
+def test_double_rate_needs_the_split_exact_unit(kwargs):
+    with pytest.raises(ValueError, match="fp4_rate=2 needs formats='mixed', organisation='split'"):
+        BlockDotProduct(fp4_rate=2, **kwargs)
+
+
+def test_double_rate_ports_and_contract():
+    """A double-rate unit's beat carries a ``dual`` flag and each block a second scale; its
+    latency, term grid and accumulator width are the single-rate unit's (two terms of at most
+    the largest term per beat, within EXACT_MAX_BLOCKS pairs, fit the same 64 bits)."""
+    one = BlockDotProduct(formats="mixed", accumulation="exact", pipeline=3, tree_group=1)
+    two = BlockDotProduct(formats="mixed", accumulation="exact", pipeline=3, tree_group=1,
+                          fp4_rate=2)
+    fields = {name for name, _ in two.input_layout}
+    assert fields == {"w", "a", "last", "dual"} and "dual" not in {n for n, _ in one.input_layout}
+    assert {n for n, _ in two.input_layout["w"].shape} == {"codes", "fp8", "scale", "second_scale"}
+    assert two.i.payload.shape().size == one.i.payload.shape().size + 2 * UE4M3.width + 1
+    assert (two.latency, two.term_lsb, two.term_width, two.accumulator_width) == \
+        (one.latency, one.term_lsb, one.term_width, one.accumulator_width)
+    assert two.params["fp4_rate"] == 2 and "fp4_rate" not in one.params

@@ -8,11 +8,13 @@ random mode sequences, back-pressure, reset mid-stream) on every configuration b
 import shutil
 
 import pytest
+import torch
 
 from mpgen.flows.units import get_unit
 from mpgen.rtl.dotprod import BlockDotProduct
-from mpgen.golden.dotprod import dot_products
-from mpgen.sim.dotprod import make_phases, run_dotprod_regression, simulate_dotprod
+from mpgen.golden.dotprod import BlockPairs, dot_products
+from mpgen.sim.dotprod import (beat_sizes, make_phases, pack_payloads, run_dotprod_regression,
+                               simulate_dotprod)
 
 FULL_CONFIGS = {
     # the unit spec's default configurations (exact accumulation, pipelined for 200 MHz)
@@ -63,9 +65,18 @@ def test_dotprod_verilator_full(name, record_property):
     if fmt == "mixed":
         assert set(EXHAUSTIVE_PAIRS) <= set(result.phases)
     assert result.phases["reset_mid_stream"]["vectors"] > 0
+    dut = BlockDotProduct(**FULL_CONFIGS[name])
+    if dut.fp4_rate == 2:  # every E2M1 pair in each slot of a dual beat
+        assert result.phases["dual_exhaustive_e2m1xe2m1"]["vectors"] == 2 * 16 * 16
+        assert result.phases["dual_exhaustive_e2m1xe2m1"]["results"] == 16 * 16
+        assert {"dual_corners", "dual_random"} <= set(result.phases)
     timing = result.phases["timing"]
-    assert timing["latency"] == BlockDotProduct(**FULL_CONFIGS[name]).latency
-    assert timing["cycles"] == timing["pairs"]  # one block pair per cycle, sustained
+    assert timing["latency"] == dut.latency
+    assert timing["cycles"] == timing["beats"]  # one beat per cycle, sustained
+    if dut.fp4_rate == 2:  # and the FP4xFP4 runs of the stream went two pairs to a beat
+        assert timing["beats"] < timing["pairs"]
+    else:
+        assert timing["beats"] == timing["pairs"]
 
 
 @pytest.mark.sim
@@ -87,3 +98,66 @@ def test_exact_rtl_is_told_apart_from_the_fp32_contract():
     differ = sum(g != f for g, f in zip(got, dot_products(pairs, "fp32").tolist()))
     print(f"{len(got)} results; {differ} differ from the FP32-accumulation contract")
     assert differ > 0
+
+
+def _stream(modes_and_last):
+    """BlockPairs of blocks of 16 zeros with the given ((w_fp8, a_fp8), last) sequence."""
+    n = len(modes_and_last)
+    flags = torch.tensor([[w, a] for (w, a), _ in modes_and_last], dtype=torch.bool)
+    zeros = torch.zeros((n, 16), dtype=torch.uint8)
+    return BlockPairs(zeros, zeros.clone(), flags[:, 0].clone(), flags[:, 1].clone(),
+                      torch.zeros(n, dtype=torch.uint8), torch.zeros(n, dtype=torch.uint8),
+                      torch.tensor([last for _, last in modes_and_last]))
+
+
+def test_double_rate_packs_fp4_pairs_of_one_dot_product_two_to_a_beat():
+    fp4, mix = (False, False), (True, False)
+    pairs = _stream([(fp4, False), (fp4, False), (fp4, False), (mix, False), (fp4, True),
+                     (fp4, True), (fp4, False), (fp4, True)])
+    assert beat_sizes(pairs, 1) == [1] * 8
+    # a run of three: two share a beat, the third goes alone; never across an FP8 block or a
+    # dot product's end
+    assert beat_sizes(pairs, 2) == [2, 1, 1, 1, 1, 2]
+    with pytest.raises(ValueError, match="fp4_rate must be 1 or 2"):
+        beat_sizes(pairs, 4)
+
+
+def test_double_rate_beat_layout_from_the_units_own_layout():
+    """A dual beat: first pair's codes in the low nibbles, second's in the high ones (high bits
+    of the single-rate encoding dropped), second scales in ``second_scale``, ``last`` of the
+    second pair, ``dual`` set."""
+    from amaranth.lib import data
+
+    dut = BlockDotProduct(formats="mixed", accumulation="exact", fp4_rate=2)
+    w = torch.tensor([[0x31] * 16, [0xF2] * 16], dtype=torch.uint8)  # high bits: noise
+    pairs = BlockPairs(w, w.clone(), torch.tensor([False, False]), torch.tensor([False, False]),
+                       torch.tensor([5, 9], dtype=torch.uint8), torch.tensor([6, 10], dtype=torch.uint8),
+                       torch.tensor([False, True]))
+    (payload,) = pack_payloads(dut.input_layout, pairs, dut.formats)
+    beat = data.Const(dut.input_layout, payload)
+    assert beat.dual == 1 and beat.last == 1
+    assert (beat.w.scale, beat.w.second_scale, beat.a.scale, beat.a.second_scale) == (5, 9, 6, 10)
+    assert all(beat.w.codes[i] == 0x21 for i in range(16))  # second 2, first 1
+
+
+def test_double_rate_stimulus_would_catch_a_dropped_second_pair():
+    """The regression can fail on the second slot: in every dual phase, dropping the second pair
+    of each dual beat changes the golden results of most dot products."""
+    config = FULL_CONFIGS["mixed-split-x2"]
+    for phase in make_phases(config, quick=True, seed=3):
+        if not phase.name.startswith("dual_"):
+            continue
+        p = phase.pairs
+        keep, i = [], 0
+        for size in beat_sizes(p, 2):
+            keep.append(i)
+            i += size
+        sizes = beat_sizes(p, 2)
+        last = torch.tensor([bool(p.last[k + s - 1]) for k, s in zip(keep, sizes)])
+        idx = torch.tensor(keep)
+        first_only = BlockPairs(p.w_codes[idx], p.a_codes[idx], p.w_fp8[idx], p.a_fp8[idx],
+                                p.w_scale[idx], p.a_scale[idx], last)
+        want, dropped = dot_products(p, "exact").tolist(), dot_products(first_only, "exact").tolist()
+        differ = sum(a != b for a, b in zip(want, dropped))
+        print(f"{phase.name}: {differ} of {len(want)} results change without the second pairs")
+        assert differ > len(want) // 2

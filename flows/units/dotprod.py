@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mpgen.golden.constants import BLOCK_SIZES
-from mpgen.rtl.dotprod import ACCUMULATIONS, FORMAT_SETS, ORGANISATIONS, PIPELINE_DEPTHS, tree_groups
+from mpgen.rtl.dotprod import (ACCUMULATIONS, FORMAT_SETS, FP4_RATES, ORGANISATIONS,
+                                PIPELINE_DEPTHS, tree_groups)
 
 from . import Param, UnitSpec
 
@@ -38,6 +39,9 @@ SPEC = UnitSpec(
         Param("tree_group", int, None, None,
               "pipeline >= 3: products per group at the adder-tree cut (1, 2, 4, 8, 16; below "
               "block_size; default 4 in blocks of 16; 1 = before the shifters, pipeline 3 only)"),
+        Param("fp4_rate", int, 1, FP4_RATES,
+              "FP4xFP4 block pairs per cycle: 2 = double rate, two per beat (mixed split with "
+              "exact accumulation; same numerics)"),
     ),
     # The default configurations are pipelined for 200 MHz at SG13G2 typical (docs/timing.md):
     # exact accumulation, and the shallowest pipeline that closes 5 ns.
@@ -48,8 +52,11 @@ SPEC = UnitSpec(
                         "pipeline": 3, "tree_group": 1},
         "mixed-shared": {"formats": "mixed", "organisation": "shared", "accumulation": "exact",
                          "pipeline": 3},
+        "mixed-split-x2": {"formats": "mixed", "organisation": "split", "accumulation": "exact",
+                           "pipeline": 3, "tree_group": 1, "fp4_rate": 2},
     },
-    design_clock_ns={name: 5.0 for name in ("fp8-only", "fp4-only", "mixed-split", "mixed-shared")},
+    design_clock_ns={name: 5.0 for name in ("fp8-only", "fp4-only", "mixed-split", "mixed-shared",
+                                            "mixed-split-x2")},
     key_configs=("mixed-split", "fp8-only"),
     energy_configs=("mixed-split",),  # FP4xFP4 vs FP8xFP8 in one unit; fp8-only is the area baseline
     golden="mpgen.golden.dotprod:dot_products",
@@ -65,7 +72,7 @@ SPEC = UnitSpec(
     area_groups={
         "multipliers": ["lanes_*"],
         "adder tree": ["tree_*"],
-        "block scale & term": ["scale_decode", "scale", "to_term"],
+        "block scale & term": ["scale_decode*", "scale", "scale_second", "to_term*"],
         "accumulator": ["accumulator"],
         "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
     },
