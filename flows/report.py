@@ -731,6 +731,8 @@ def fig_model_energy(data: Mapping):
         parts = [str(r["model"])] if r.get("model") is not None else []
         if r.get("policy") is not None:
             parts.append(str(r["policy"]))
+        if r.get("dot_product_unit") is not None:
+            parts.append(str(r["dot_product_unit"]).split("/")[-1])
         if is_number(r.get("fp4_fraction")):
             parts.append(f"FP4 {100 * r['fp4_fraction']:.0f} %")
         labels.append("\n".join(parts) or "?")
@@ -924,7 +926,9 @@ def _claims_section(data: Mapping) -> list[str]:
         sv = r.get("saving_vs_fp8")
         if is_number(sv):
             sc = r.get("saving_vs_fp8_with_classifier")
-            rows.append((f"{r.get('model')}: FGMP block mix at {r.get('fp4_fraction', 0.7):.0%} FP4 vs all-FP8",
+            on = f" on {r['dot_product_unit']}" if r.get("dot_product_unit") else ""
+            rows.append((f"{r.get('model')}: FGMP block mix at {r.get('fp4_fraction', 0.7):.0%} FP4 "
+                         f"vs all-FP8{on}",
                          f"{sv:.1%} less energy" + (f" ({sc:.1%} with the classifier)"
                                                     if is_number(sc) else ""),
                          f"{PAPER_FGMP_SAVING:.0%} less (FGMP)"))

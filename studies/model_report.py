@@ -18,31 +18,40 @@ from . import model_energy as me
 __all__ = ["ENERGY_REFERENCE", "MODELS", "report_section"]
 
 #: Configurations whose energy per mode feeds the model-level energy: the dot-product unit
-#: (mixed precision, split datapath) and the classifier (BF16 activations).
-ENERGY_REFERENCE = {"dotprod": "mixed-split", "classifier": "bf16"}
+#: (mixed precision, split datapath, at single and double FP4 rate: one row each) and the
+#: classifier (BF16 activations).
+ENERGY_REFERENCE = {"dotprod": ("mixed-split", "mixed-split-x2"), "classifier": "bf16"}
 #: The models the report covers (when installed).
 MODELS = ("minilm", "stories260K")
 
 
 def _energy_rows(view: Mapping, fraction: float, progress) -> tuple[list, list[str]]:
-    dot = (view.get("dotprod") or {}).get(ENERGY_REFERENCE["dotprod"], {}).get("energy")
     cls = (view.get("classifier") or {}).get(ENERGY_REFERENCE["classifier"], {}).get("energy")
-    if dot is None:
-        return [], [f"model energy needs the energy of dotprod/{ENERGY_REFERENCE['dotprod']}"]
-    energies, unit = me.energies_from_report(dot)
-    cls_block = None
-    if cls is not None and cls["energy_unit"] == unit:
-        cls_block = next(iter(cls["modes"].values()))["energy_per_op"]
-    rows, notes = [], []
+    references = {}
+    notes = []
+    for config in ENERGY_REFERENCE["dotprod"]:
+        dot = (view.get("dotprod") or {}).get(config, {}).get("energy")
+        if dot is None:
+            notes.append(f"model energy needs the energy of dotprod/{config}")
+        else:
+            references[config] = me.energies_from_report(dot)
+    if not references:
+        return [], notes
+    rows, mixes = [], {}
     for model in MODELS:
         try:
             progress(f"model energy: FGMP block mix of {model} at {fraction:.0%} FP4")
-            mix = me.mode_mix(model, fraction)
+            mixes[model] = me.mode_mix(model, fraction)
         except (FileNotFoundError, ImportError) as e:
             notes.append(f"{model}: skipped ({str(e).splitlines()[0]})")
-            continue
-        rows.append(me.model_energy(mix, energies, classifier_energy_per_block=cls_block,
-                                    energy_unit=unit))
+    for config, (energies, unit) in references.items():
+        cls_block = None
+        if cls is not None and cls["energy_unit"] == unit:
+            cls_block = next(iter(cls["modes"].values()))["energy_per_op"]
+        for mix in mixes.values():
+            row = me.model_energy(mix, energies, classifier_energy_per_block=cls_block,
+                                  energy_unit=unit)
+            rows.append({"dot_product_unit": f"dotprod/{config}", **row})
     return rows, notes
 
 

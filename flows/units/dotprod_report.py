@@ -12,7 +12,7 @@ __all__ = ["claims"]
 def claims(data: Mapping) -> list[tuple[str, str, str]]:
     """FP4×FP4 vs FP8×FP8 block-pair energy of each mixed configuration with energy data."""
     rows = []
-    for config in ("mixed-split", "mixed-shared"):
+    for config in ("mixed-split", "mixed-shared", "mixed-split-x2"):
         e4, u = energy_of(data, "dotprod", config, "fp4xfp4")
         e8, u8 = energy_of(data, "dotprod", config, "fp8xfp8")
         if e4 is not None and e8 is not None and u == u8:
