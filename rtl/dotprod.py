@@ -636,29 +636,38 @@ class BlockDotProduct(wiring.Component):
                 continue
             sums[name] = summed(Cat(*parts), len(parts[0]), len(parts), f"tree_{name}")
         # ---- in "split" each side's sum is registered as it is (an FP4 pair clocks its 13 bits,
-        # not the 41 of the E4M3 grid), then the FP4 sum is put onto the E4M3 grid (as if both
-        # operands had been widened, which the term stage undoes) and selected
-        if split:
-            vals.update(product_e2m1=sums["e2m1"], product_e4m3=sums["e4m3"])
+        # not the 41 of the E4M3 grid)
+        if split:  # each side's scale mantissa too, so that an idle side's multiplier holds
+            smant = vals.pop("smant")
+            vals.update(product_e2m1=sums["e2m1"], product_e4m3=sums["e4m3"],
+                        smant_e2m1=smant, smant_e4m3=smant)
         else:
             vals["product"] = sums[p_fmt.name.lower()]
         if dual is not None:  # on the E2M1 grid: its term needs no widening undone
             vals["product_second"] = sums["second"]
         vals, valid = stage(vals, self.pipeline >= 2, valid)
-        if split:
-            align = 2 * _WIDEN_BITS
-            p_width = max(len(vals["product_e4m3"]), len(vals["product_e2m1"]) + align)
-            product = Signal(signed(p_width), name="product")
-            m.d.comb += product.eq(Mux(vals["fp4_operands"] == 2, vals["product_e2m1"] << align,
-                                       vals["product_e4m3"]))
-        else:
-            product = vals["product"]
-            p_width = len(product)
 
-        # ---- block-scale product
-        m.submodules.scale = sc = BlockScale(p_width)
-        m.d.comb += [sc.product.eq(product), sc.smant.eq(vals["smant"])]
-        scaled = {"scaled": sc.scaled, "shift": vals["sshift"], "nan": vals["nan"],
+        # ---- block-scale product. In "split" each side has its own: the FP4 sum's 13 bits are
+        # not sign-extended through the E4M3 side's 41-bit multiplier; the FP4 product is then put
+        # onto the E4M3 grid (as if both operands had been widened, which the term stage undoes)
+        # and selected. Each multiplier's inputs are its side's registers, which hold while the
+        # side is idle.
+        if split:
+            both = vals["fp4_operands"] == 2
+            m.submodules.scale_e2m1 = sc4 = BlockScale(len(vals["product_e2m1"]))
+            m.submodules.scale = sc = BlockScale(len(vals["product_e4m3"]))
+            m.d.comb += [sc4.product.eq(vals["product_e2m1"]), sc4.smant.eq(vals["smant_e2m1"]),
+                         sc.product.eq(vals["product_e4m3"]), sc.smant.eq(vals["smant_e4m3"])]
+            align = 2 * _WIDEN_BITS
+            product_scaled = Signal(signed(max(sc.scaled_width, sc4.scaled_width + align)),
+                                    name="product_scaled")
+            m.d.comb += product_scaled.eq(Mux(both, sc4.scaled << align, sc.scaled))
+        else:
+            m.submodules.scale = sc = BlockScale(len(vals["product"]))
+            m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
+            product_scaled = sc.scaled
+        scaled_width = len(product_scaled)
+        scaled = {"scaled": product_scaled, "shift": vals["sshift"], "nan": vals["nan"],
                   "last": vals["last"],
                   **({"fp4_operands": vals["fp4_operands"]} if mixed else {})}
         if dual is not None:
@@ -672,10 +681,10 @@ class BlockDotProduct(wiring.Component):
         # ---- the block term: rounded to FP32, or aligned onto the exact accumulator's grid
         widen_bits = _WIDEN_BITS if mixed else 0
         if exact:
-            to_term = TermAlign(sc.scaled_width, term_width, widen_bits)
+            to_term = TermAlign(scaled_width, term_width, widen_bits)
             term = Signal(fixed_term_layout(term_width))
         else:
-            to_term = TermToFP32(sc.scaled_width, term_lsb, widen_bits)
+            to_term = TermToFP32(scaled_width, term_lsb, widen_bits)
             term = Signal(fp32_term_layout())
         m.submodules.to_term = to_term
         m.d.comb += [to_term.scaled.eq(vals["scaled"]), to_term.shift.eq(vals["shift"]),

@@ -74,7 +74,7 @@ SPEC = UnitSpec(
     area_groups={
         "multipliers": ["lanes_*"],
         "adder tree": ["tree_*"],
-        "block scale & term": ["scale_decode*", "scale", "scale_second", "to_term*"],
+        "block scale & term": ["scale_decode*", "scale", "scale_*", "to_term*"],
         "accumulator": ["accumulator"],
         "control & pipeline": ["(top)"],  # also FP4 alignment and operand isolation
     },
