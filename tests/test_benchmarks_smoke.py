@@ -63,3 +63,12 @@ def test_bench_units_generation_and_golden():
                        ("golden.fineq.quantize_weights_per_s", "weights/s"),
                        ("golden.fineq.int_gemm_macs_per_s", "MAC/s")):
         assert figs[name][0] > 0 and figs[name][1] == unit
+
+
+def test_bench_design_reads_the_committed_report():
+    """The design ratios of the committed report data: the mixed units' FP4/FP8 energy and area
+    ratios are printed, each a positive ratio."""
+    figs = _run("bench_design.py")
+    for name in ("dotprod.mixed-split.fp4xfp4_vs_fp8xfp8", "dotprod.mixed-split.area_vs_fp8_only"):
+        value, unit = figs[name]
+        assert 0 < value < 10 and unit == "x"
