@@ -658,18 +658,27 @@ class BlockDotProduct(wiring.Component):
             m.submodules.scale = sc = BlockScale(len(vals["product_e4m3"]))
             m.d.comb += [sc4.product.eq(vals["product_e2m1"]), sc4.smant.eq(vals["smant_e2m1"]),
                          sc.product.eq(vals["product_e4m3"]), sc.smant.eq(vals["smant_e4m3"])]
-            align = 2 * _WIDEN_BITS
-            product_scaled = Signal(signed(max(sc.scaled_width, sc4.scaled_width + align)),
-                                    name="product_scaled")
-            m.d.comb += product_scaled.eq(Mux(both, sc4.scaled << align, sc.scaled))
+            if exact:  # the FP4 product goes on alone, aligned after the term register
+                product_scaled = sc.scaled
+            else:
+                align = 2 * _WIDEN_BITS
+                product_scaled = Signal(signed(max(sc.scaled_width, sc4.scaled_width + align)),
+                                        name="product_scaled")
+                m.d.comb += product_scaled.eq(Mux(both, sc4.scaled << align, sc.scaled))
         else:
             m.submodules.scale = sc = BlockScale(len(vals["product"]))
             m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]
             product_scaled = sc.scaled
         scaled_width = len(product_scaled)
-        scaled = {"scaled": product_scaled, "shift": vals["sshift"], "nan": vals["nan"],
-                  "last": vals["last"],
+        # split + exact: an FP4 pair's 21-bit product travels on the E2M1 side and is aligned in
+        # the accumulator's cycle (as the second pair's is), so it clocks 26 bits, not a 48-bit
+        # term; the E4M3 side's registers hold meanwhile
+        narrow_fp4 = split and exact
+        scaled = {("scaled_e4m3" if narrow_fp4 else "scaled"): product_scaled,
+                  "shift": vals["sshift"], "nan": vals["nan"], "last": vals["last"],
                   **({"fp4_operands": vals["fp4_operands"]} if mixed else {})}
+        if narrow_fp4:
+            scaled["scaled_e2m1"] = sc4.scaled
         if dual is not None:
             m.submodules.scale_second = sc2 = BlockScale(len(vals["product_second"]))
             m.d.comb += [sc2.product.eq(vals["product_second"]),
@@ -687,21 +696,35 @@ class BlockDotProduct(wiring.Component):
             to_term = TermToFP32(scaled_width, term_lsb, widen_bits)
             term = Signal(fp32_term_layout())
         m.submodules.to_term = to_term
-        m.d.comb += [to_term.scaled.eq(vals["scaled"]), to_term.shift.eq(vals["shift"]),
+        m.d.comb += [to_term.scaled.eq(vals["scaled_e4m3" if narrow_fp4 else "scaled"]),
+                     to_term.shift.eq(vals["shift"]),
                      term.value.eq(to_term.term), term.nan.eq(vals["nan"]),
                      term.last.eq(vals["last"])]
         if mixed:
             m.d.comb += to_term.narrowed.eq(vals["fp4_operands"])
-        terms = {"term": term}
+        if narrow_fp4:  # the E4M3 side's term and the FP4 product registered apart (by side)
+            terms = {"term_e4m3": term.value, "nan": vals["nan"], "last": vals["last"],
+                     "fp4_operands": vals["fp4_operands"], "scaled_e2m1": vals["scaled_e2m1"],
+                     "shift_e2m1": vals["shift"]}
+        else:
+            terms = {"term": term}
         if dual is not None:  # registered before its alignment: 26 bits instead of the term's 60
             terms.update(scaled_second=vals["scaled_second"], shift_second=vals["shift_second"],
                          dual=vals["dual"])
         vals, valid = stage(terms, True, valid)
 
         # ---- accumulation
-        t = vals["term"]  # field by field: the exact accumulator's sum is wider than a term
-        m.d.comb += [acc.i.valid.eq(valid), acc.i.payload.value.eq(t.value),
-                     acc.i.payload.nan.eq(t.nan), acc.i.payload.last.eq(t.last)]
+        if narrow_fp4:
+            m.submodules.to_term_e2m1 = tt4 = TermAlign(sc4.scaled_width, term_width)
+            m.d.comb += [tt4.scaled.eq(vals["scaled_e2m1"]), tt4.shift.eq(vals["shift_e2m1"]),
+                         acc.i.payload.value.eq(Mux(vals["fp4_operands"] == 2, tt4.term,
+                                                    vals["term_e4m3"])),
+                         acc.i.payload.nan.eq(vals["nan"]), acc.i.payload.last.eq(vals["last"])]
+        else:
+            t = vals["term"]  # field by field: the exact accumulator's sum is wider than a term
+            m.d.comb += [acc.i.payload.value.eq(t.value), acc.i.payload.nan.eq(t.nan),
+                         acc.i.payload.last.eq(t.last)]
+        m.d.comb += acc.i.valid.eq(valid)
         if dual is not None:  # the second pair's term onto the same grid; its registers hold
             # between dual beats, so the term is zeroed there
             m.submodules.to_term_second = tt2 = TermAlign(sc2.scaled_width, term_width)
