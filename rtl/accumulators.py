@@ -64,6 +64,9 @@ class FP32Accumulator(wiring.Component):
         m.submodules.adder = adder = FP32Adder()
         acc = Signal(_FP32_LAYOUT)
         acc_nan = Signal()
+        # no reset on the result register (only o.valid has one): Yosys can then clock-gate it
+        out = Signal(_FP32_LAYOUT, name="result", reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
         m.d.comb += [
             adder.a.eq(acc),
             adder.b.eq(self.i.payload.value),
@@ -76,7 +79,7 @@ class FP32Accumulator(wiring.Component):
             with m.If(self.i.payload.last):
                 m.d.sync += [
                     self.o.valid.eq(1),
-                    self.o.payload.eq(Mux(nan, FP32.nan_code, adder.sum.as_value())),
+                    out.eq(Mux(nan, FP32.nan_code, adder.sum.as_value())),
                     acc.eq(0),
                     acc_nan.eq(0),
                 ]
@@ -214,7 +217,11 @@ class ExactAccumulator(wiring.Component):
                          result.mantissa.eq(frac)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        # the result register has no reset (only o.valid does), so that Yosys can clock-gate it:
+        # it loads once per dot product instead of being clocked every cycle
+        out = Signal(_FP32_LAYOUT, name="result", reset_less=True)
+        m.d.comb += self.o.payload.eq(out)
         with m.If(advance & v2):
             m.d.sync += [self.o.valid.eq(1),
-                         self.o.payload.eq(Mux(r2["nan"], FP32.nan_code, result.as_value()))]
+                         out.eq(Mux(r2["nan"], FP32.nan_code, result.as_value()))]
         return m
