@@ -53,7 +53,7 @@ def test_parse_params_with_the_units_schema():
 
 def test_registry():
     assert set(units.get_unit("dotprod").configs) == {
-        "fp8-only", "fp4-only", "mixed-split", "mixed-shared"}
+        "fp8-only", "fp4-only", "mixed-split", "mixed-shared", "mixed-split-x2"}
     assert {"dotprod", "classifier", "fineq", "fgmp_pipeline", "toy"} <= set(units.unit_names())
     with pytest.raises(ValueError, match="already registered"):
         units.register_unit(toy_spec("toy"))
