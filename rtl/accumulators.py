@@ -126,11 +126,9 @@ class ExactAccumulator(wiring.Component):
                 raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
         if not isinstance(lsb_exponent, int) or isinstance(lsb_exponent, bool):
             raise TypeError(f"lsb_exponent must be an integer, not {lsb_exponent!r}")
-        if terms not in (1, 2):
-            raise ValueError(f"terms must be 1 or 2, not {terms!r}")
         self.width, self.lsb_exponent, self.segment = width, lsb_exponent, segment
         self.terms = terms
-        super().__init__({
+        super().__init__({  # fixed_term_layout refuses a terms other than 1 or 2
             "i": In(stream.Signature(fixed_term_layout(width, terms))),
             "o": Out(stream.Signature(_FP32_LAYOUT)),
         })

@@ -653,7 +653,6 @@ class BlockDotProduct(wiring.Component):
         # and selected. Each multiplier's inputs are its side's registers, which hold while the
         # side is idle.
         if split:
-            both = vals["fp4_operands"] == 2
             m.submodules.scale_e2m1 = sc4 = BlockScale(len(vals["product_e2m1"]))
             m.submodules.scale = sc = BlockScale(len(vals["product_e4m3"]))
             m.d.comb += [sc4.product.eq(vals["product_e2m1"]), sc4.smant.eq(vals["smant_e2m1"]),
@@ -664,7 +663,8 @@ class BlockDotProduct(wiring.Component):
                 align = 2 * _WIDEN_BITS
                 product_scaled = Signal(signed(max(sc.scaled_width, sc4.scaled_width + align)),
                                         name="product_scaled")
-                m.d.comb += product_scaled.eq(Mux(both, sc4.scaled << align, sc.scaled))
+                m.d.comb += product_scaled.eq(Mux(vals["fp4_operands"] == 2, sc4.scaled << align,
+                                                  sc.scaled))
         else:
             m.submodules.scale = sc = BlockScale(len(vals["product"]))
             m.d.comb += [sc.product.eq(vals["product"]), sc.smant.eq(vals["smant"])]

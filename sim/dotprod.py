@@ -97,14 +97,16 @@ class _Gen:
         pairs = [(w, a) for w in w_codes for a in a_codes]
         if sample is not None and sample < len(pairs):
             pairs = self.rng.sample(pairs, sample)
-        rows = []
-        for k, (w, a) in enumerate(pairs):
-            lane = k % self.bs
-            ws, as_ = [0] * self.bs, [0] * self.bs
-            ws[lane], as_[lane] = w, a
-            rows.append({"w": ws, "a": as_, "w_fp8": w_fp8, "a_fp8": a_fp8,
-                         "w_scale": self.scale(), "a_scale": self.scale(), "last": True})
-        return rows
+        return [self.lone_pair(k % self.bs, w, a, w_fp8, a_fp8, last=True)
+                for k, (w, a) in enumerate(pairs)]
+
+    def lone_pair(self, lane, w, a, w_fp8, a_fp8, *, last):
+        """A block pair whose only non-zero elements are ``w`` and ``a`` in ``lane``, with
+        random scales."""
+        ws, as_ = [0] * self.bs, [0] * self.bs
+        ws[lane], as_[lane] = w, a
+        return {"w": ws, "a": as_, "w_fp8": w_fp8, "a_fp8": a_fp8,
+                "w_scale": self.scale(), "a_scale": self.scale(), "last": last}
 
     def dual_exhaustive(self):
         """Double rate: every E2M1xE2M1 element pair in each slot of a dual beat, once. Dot
@@ -114,12 +116,8 @@ class _Gen:
         rows = []
         for k, (w, a) in enumerate(codes):
             w2, a2 = codes[-1 - k]
-            for lane, (wc, ac), last in ((k % self.bs, (w, a), False),
-                                         ((7 * k + 3) % self.bs, (w2, a2), True)):
-                ws, as_ = [0] * self.bs, [0] * self.bs
-                ws[lane], as_[lane] = wc, ac
-                rows.append({"w": ws, "a": as_, "w_fp8": False, "a_fp8": False,
-                             "w_scale": self.scale(), "a_scale": self.scale(), "last": last})
+            rows += [self.lone_pair(k % self.bs, w, a, False, False, last=False),
+                     self.lone_pair((7 * k + 3) % self.bs, w2, a2, False, False, last=True)]
         return rows
 
     def dual_corners(self):

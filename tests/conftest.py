@@ -1,5 +1,6 @@
-"""Shared pytest set-up: a summary of how many vectors each regression checked, and where the
-model files are (the only place tests decide that: fixtures ``models_dir`` and ``stories260k``)."""
+"""Shared pytest set-up: a summary of how many vectors each regression checked, where the model
+files are (the only place tests decide that: fixtures ``models_dir`` and ``stories260k``), and
+the clock-gated vs ungated energy measurement of a design (fixture ``gated_and_ungated``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+from mpgen.flows import energy as E
+from mpgen.flows.area import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -56,6 +60,24 @@ def sg13g2_lib() -> Path:
     if not path.is_file():
         pytest.skip(f"no Liberty file at {path}")
     return path
+
+
+@pytest.fixture
+def gated_and_ungated(tmp_path, sg13g2_lib):
+    """``measure(verilog, top, workloads) -> {gated: {mode: ModeEnergy}}``: synthesise *verilog*
+    with the SG13G2 Liberty without and with clock gating (checking that gating cells appear only
+    in the gated netlist) and measure *workloads* on both gate-level netlists."""
+    def measure(verilog: str, top: str, workloads) -> dict:
+        got = {}
+        for gated in (False, True):
+            wd = tmp_path / ("gated" if gated else "ungated")
+            rep = synthesize(verilog, top, liberty=sg13g2_lib, work_dir=wd, netlist=True,
+                             clock_gating=gated)
+            assert (rep.clock_gates > 0) == gated
+            net = E.GateNetlist.load(wd, top, sg13g2_lib)
+            got[gated] = E.measure_energy(net, workloads, work_dir=wd / "energy").modes
+        return got
+    return measure
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from mpgen.flows import energy as E
-from mpgen.flows.area import synthesize
 from mpgen.rtl.emit import to_verilog
 from mpgen.rtl.fineq import FineQArray
 from mpgen.sim.workloads import fineq_workload
@@ -26,20 +24,12 @@ PARAMS = {"rows": 4, "cols": 3, "pe": "temporal", "coding": "unary"}
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_clock_gated_temporal_array_outputs_equal_the_ungated_ones(tmp_path, sg13g2_lib):
+def test_clock_gated_temporal_array_outputs_equal_the_ungated_ones(gated_and_ungated):
     arr = FineQArray(**PARAMS)
-    verilog = to_verilog(arr, "fineq")
     ops = 2 * 16 * arr.rows * arr.cols  # two tiles of 16 vectors (the workload's tile size)
     load = fineq_workload(arr, "mac", ops=ops, data="synthetic")
-    got = {}
-    for gated in (False, True):
-        wd = tmp_path / ("gated" if gated else "ungated")
-        rep = synthesize(verilog, "fineq", liberty=sg13g2_lib, work_dir=wd, netlist=True,
-                         clock_gating=gated)
-        assert (rep.clock_gates > 0) == gated
-        net = E.GateNetlist.load(wd, "fineq", sg13g2_lib)
-        got[gated] = E.measure_energy(net, {"mac": load}, work_dir=wd / "energy").modes["mac"]
-    off, on = got[False], got[True]
+    got = gated_and_ungated(to_verilog(arr, "fineq"), "fineq", {"mac": load})
+    off, on = got[False]["mac"], got[True]["mac"]
     # every result of both netlists was compared with the golden model: none differed
     assert off.mismatches == on.mismatches == 0
     assert off.checked == on.checked == len(load.setup[0].expected["o"]) + ops // arr.cols // arr.rows
