@@ -10,8 +10,9 @@ Hardware recipe (no divider, no FP multiplier; every step exact):
 
 * ``x' = x·2**-p`` is an exponent offset: each element is ``mant · 2**ex`` with an integer
   ``ex = shift + lsb − p``.
-* FP8 code ``E4M3(x'/6)``: ``N = floor(mant·2**6 / 3)`` (constant-reciprocal multiply), the
-  remainder as sticky bit, then one normalise-and-round-to-E4M3 (RNE, saturating).
+* FP8 code ``E4M3(x'/6)``: the normalised mantissa's top bits and the element's exponent give
+  the binade and the rounding position; the rounded significand ``RNE(A/3)`` comes from a table
+  of ``floor(2·A)`` (7 bits) and a sticky bit (RNE, saturating).
 * Block scale ``UE4M3(amax'/6)`` = the largest E4M3 magnitude code of the block (RNE is monotone).
 * E2M1 code ``E2M1(x'/s_b)``: ``|x'|`` in units of ``s_b``'s step/4, saturated to 9 bits with a
   sticky bit, compared with ``S·{1, 3, 5, 7, 10, 14, 20}`` (the E2M1 midpoints × 4; ``≥`` where
@@ -33,8 +34,9 @@ from .arith import leading_zeros, unpack
 from .dotprod import block_layout
 
 __all__ = ["ActivationClassifier", "FP8Encode", "BlockScaleMax", "InputMax", "FP4Encode",
-           "ScoreDiff", "ScoreAccumulate", "FisherTableMemory", "above_threshold", "CFG_FISHER",
-           "CFG_THRESHOLD", "CFG_SCALE_EXP", "output_layout", "LATENCY", "CYCLES_PER_BLOCK"]
+           "ScoreDiff", "ScoreAccumulate", "FisherTableMemory", "above_threshold", "rne_third",
+           "square", "CFG_FISHER", "CFG_THRESHOLD", "CFG_SCALE_EXP", "output_layout", "LATENCY",
+           "CYCLES_PER_BLOCK"]
 
 #: Configuration write kinds (``cfg.payload.kind``).
 CFG_FISHER, CFG_THRESHOLD, CFG_SCALE_EXP = 0, 1, 2
@@ -44,7 +46,6 @@ LATENCY = 3
 CYCLES_PER_BLOCK = (1, 2, 4, 8, 16)
 
 _MAG_BITS = E4M3.magnitude_width           # 7: E4M3 magnitude = UE4M3 code
-_DIV3_GUARD = E4M3.man_bits + 3            # fraction bits of mant/3: >= 4 significant + guard
 _E2M1_MIDPOINTS_X4 = [int(2 * (E2M1.value(k) + E2M1.value(k + 1))) for k in range(E2M1.max_code)]
 #: Tie at midpoint k goes up iff code k+1 is even (RNE).
 _E2M1_TIE_UP = [(k + 1) % 2 == 0 for k in range(E2M1.max_code)]
@@ -62,12 +63,28 @@ def _arr(shape, n=BLOCK):
     return data.ArrayLayout(shape, n)
 
 
+def rne_third(b: int, sticky: int) -> int:
+    """``RNE(A / 3)`` for ``A = b/2`` plus a non-zero remainder below ``1/2`` when ``sticky``:
+    the rounding of :class:`FP8Encode`'s lookup table (``b < 96``, so the result is ≤ 16)."""
+    q, r = divmod(b, 6)                     # A/3 = q + r/6 (+ a sticky fraction below 1/6)
+    if r > 3 or (r == 3 and sticky):
+        return q + 1
+    return q + (q & 1) if r == 3 else q     # exactly a half: to even
+
+
 class FP8Encode(wiring.Component):
     """Per lane: unpack an input code, form ``ex = shift + lsb − p`` and round ``x'/6`` to E4M3.
 
     Combinational. Outputs per lane: ``c8`` (E4M3 code, sign included; a NaN/±Inf input gives the
     E4M3 NaN code with its sign), ``mant`` and ``ex`` (``|x'| = mant·2**ex``), ``sign`` and ``bad``
     (NaN or ±Inf input).
+
+    No divider: with the mantissa normalised (``M``, ``mw`` bits, top bit 1), ``x'/6`` lies in the
+    binade given by ``M``'s top two bits, and its E4M3 ulp is ``3·2**s`` in ``M``'s units, with
+    ``s`` fixed by those bits and by how far below E4M3's smallest normal the value lies (``d``).
+    The rounded significand is then ``RNE(A/3)`` with ``A = M / 2**s``: ``A`` is below 48, so
+    ``floor(2·A)`` (7 bits) and a sticky bit for the rest decide it exactly (a rounding threshold
+    ``3·(2j+1)/2`` is a multiple of 1/2), a 192-entry table (:func:`rne_third`).
     """
 
     def __init__(self, cfg: ClassifierConfig, lanes: int = BLOCK):
@@ -90,49 +107,47 @@ class FP8Encode(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt = self.cfg.input_format
-        mw, g = self.mant_bits, _DIV3_GUARD
-        na = mw + g                     # numerator mant·2**g < 2**na
-        recip = -(-(1 << (na + 2)) // 3)  # ceil(2**(na+2) / 3): exact floor(A/3) for A < 2**na
-        n_bits = na - 1                 # N = floor(A/3) < 2**(na-1)
-        lsb8, mb8 = E4M3.lsb_exponent, E4M3.man_bits
+        mw = self.mant_bits
+        base = mw - 7                   # A·2 = M >> (base + k), k = top + d in 0..6
+        mb8 = E4M3.man_bits
+        top_exp = (1 << E4M3.exp_bits) - 1
         for i in range(self.lanes):
             u = unpack(fmt, self.x[i])
             view = self.x[i]
             bad = view[fmt.man_bits:fmt.man_bits + fmt.exp_bits] == fmt.max_exp_field
             ex = Signal(self.ex_shape, name=f"ex{i}")
             m.d.comb += ex.eq(u.shift + fmt.lsb_exponent - self.p)
-            num = Signal(na, name=f"num{i}")
-            m.d.comb += num.eq(u.mant << g)
-            n = Signal(n_bits, name=f"n{i}")
-            m.d.comb += n.eq((num * recip) >> (na + 2))
-            rem_nz = Signal(name=f"rem{i}")
-            m.d.comb += rem_nz.eq(num != n * 3)
-            lz = leading_zeros(m, n, n_bits, f"lz{i}")
-            # value = (N + frac)·2**X with X = ex − 1 − g; leading one of N at L = n_bits − 1 − lz.
-            wide = signed(len(ex) + 4)
-            s_raw = Signal(wide, name=f"s_raw{i}")   # exponent step of the result above lsb8
-            m.d.comb += s_raw.eq((n_bits - 1) - lz + ex - 1 - g - mb8 - lsb8)
-            s = Signal(wide, name=f"s{i}")
-            m.d.comb += s.eq(Mux(s_raw < 0, 0, s_raw))
-            r_raw = Signal(wide, name=f"r_raw{i}")   # right shift of N onto the result's ulp
-            m.d.comb += r_raw.eq(s + lsb8 - (ex - 1 - g))
-            r = Signal(range(n_bits + 2), name=f"r{i}")
-            m.d.comb += r.eq(Mux(r_raw > n_bits + 1, n_bits + 1, r_raw[:len(r)]))
-            nx = Cat(Const(0, 1), n)                 # N·2: bit r of nx is N's guard bit
-            t = Signal(n_bits + 1, name=f"t{i}")
-            m.d.comb += t.eq(nx >> r)
-            mask = Signal(n_bits + 2, name=f"mask{i}")
-            m.d.comb += mask.eq((Const(1, n_bits + 2) << r) - 1)
-            guard, q = t[0], t[1:]
-            sticky = ((nx & mask) != 0) | rem_nz
-            rounded = Signal(mb8 + 3, name=f"rnd{i}")
-            m.d.comb += rounded.eq(q + (guard & (sticky | q[0])))
-            code = Signal(signed(len(s) + mb8 + 2), name=f"code{i}")
-            m.d.comb += code.eq((s << mb8) + rounded)
+            lz = leading_zeros(m, u.mant, mw, f"lz{i}")
+            norm = Signal(mw, name=f"norm{i}")
+            m.d.comb += norm.eq(u.mant << lz)
+            top = Signal(name=f"top{i}")            # M >= 1.5·2**(mw-1): x'/6 in the upper binade
+            m.d.comb += top.eq(norm[mw - 1] & norm[mw - 2])
+            # x'/6 lies in [2**L, 2**(L+1)), L = ex − lz + mw − 4 + top; ef = L + bias − 1 is its
+            # E4M3 exponent field minus one, so that a normal code is ef·8 + RNE(A/3) (8..16)
+            ef = Signal(signed(len(ex) + 3), name=f"ef{i}")
+            m.d.comb += ef.eq(ex - lz + top + (mw - 4) + (E4M3.bias - 1))
+            d = Signal(range(6), name=f"d{i}")      # subnormal depth, 5 = rounds to 0
+            m.d.comb += d.eq(Mux(ef >= 0, 0, Mux(ef < -5, 5, (-ef)[:3])))
+            k = Signal(range(7), name=f"k{i}")
+            m.d.comb += k.eq(top + d)
+            upper = norm[base:]                     # 7 bits
+            b = Signal(7, name=f"b{i}")
+            m.d.comb += b.eq(upper >> k)
+            lost = Signal(7, name=f"lost{i}")
+            m.d.comb += lost.eq((Const(1, 7) << k) - 1)
+            sticky = Signal(name=f"sticky{i}")
+            m.d.comb += sticky.eq(((upper & lost) != 0) | (norm[:base] != 0 if base else 0))
+            rounded = Signal(5, name=f"r{i}")
+            with m.Switch(Cat(sticky, b)):
+                for key in range(2 * 96):
+                    with m.Case(key):
+                        m.d.comb += rounded.eq(rne_third(key >> 1, key & 1))
             mag = Signal(_MAG_BITS, name=f"mag{i}")
-            with m.If(n == 0):
+            code = Signal(range(top_exp * 8 + 17), name=f"code{i}")
+            m.d.comb += code.eq(Mux(ef > 0, ef[:E4M3.exp_bits] << mb8, 0) + rounded)
+            with m.If(u.mant == 0):
                 m.d.comb += mag.eq(0)
-            with m.Elif(code > E4M3.max_code):
+            with m.Elif((ef > top_exp) | (code > E4M3.max_code)):
                 m.d.comb += mag.eq(E4M3.max_code)
             with m.Else():
                 m.d.comb += mag.eq(code[:_MAG_BITS])
@@ -276,20 +291,26 @@ class ScoreDiff(wiring.Component):
             u8 = unpack(UE4M3, self.c8[i][:_MAG_BITS])
             n8 = Signal(n8_bits, name=f"n8_{i}")
             m.d.comb += n8.eq(u8.mant * 3)
-            k = Signal(signed(6), name=f"k{i}")
-            m.d.comb += k.eq(u8.shift - su.shift + top)
-            rsh = Signal(range(n8_bits + 1), name=f"rsh{i}")
-            m.d.comb += rsh.eq(Mux(k >= 0, 0, Mux(-k > n8_bits, n8_bits, (-k)[:len(rsh)])))
-            lsh = Signal(range(top + 1), name=f"lsh{i}")
-            m.d.comb += lsh.eq(Mux(k < 0, 0, k[:len(lsh)]))
+            # 3·m8 placed at its largest shift (top), then moved right by shift(s_b) − sh8 >= 0
+            # (s_b is the block's largest code, so no element has a larger exponent)
+            n8w = Cat(Const(0, top), n8)
+            r = Signal(range(len(n8w) + 1), name=f"r{i}")
+            dsh = Signal(signed(6), name=f"dsh{i}")
+            m.d.comb += [dsh.eq(su.shift - u8.shift),
+                         r.eq(Mux(dsh > len(n8w), len(n8w), dsh[:len(r)]))]
             b = Signal(width, name=f"b{i}")
-            m.d.comb += b.eq((n8 << lsh) >> rsh)
-            fmask = Signal(n8_bits + 1, name=f"fmask{i}")
-            m.d.comb += fmask.eq((Const(1, n8_bits + 1) << rsh) - 1)
-            frac = (n8 & fmask) != 0
-            a_ge_b = (a > b) | ((a == b) & ~frac)
+            m.d.comb += b.eq(n8w >> r)
+            fmask = Signal(len(n8w), name=f"fmask{i}")
+            m.d.comb += fmask.eq((Const(1, len(n8w) + 1) << r) - 1)
+            frac = Signal(name=f"frac{i}")
+            m.d.comb += frac.eq((n8w & fmask) != 0)
+            # one subtraction: u = a − ⌊b⌋ − frac is floor(a − b); if it is negative,
+            # floor(b − a) = ⌊b⌋ − a = −u − frac = ~u + 1 − frac
+            u = Signal(signed(width + 1), name=f"u{i}")
+            m.d.comb += u.eq(a - b - frac)
+            neg = u[-1]
             diff = Signal(width, name=f"diff{i}")
-            m.d.comb += diff.eq(Mux(a_ge_b, a - b - frac, b - a))
+            m.d.comb += diff.eq((u ^ neg.replicate(width + 1))[:width] + (neg & ~frac))
             m.d.comb += self.d[i].eq(Mux(diff > self.cfg.diff_max, self.cfg.diff_max, diff))
         return m
 
@@ -317,7 +338,7 @@ class ScoreAccumulate(wiring.Component):
         for i in range(self.lanes):
             fu = unpack(UE4M3, self.fisher[i])
             sq = Signal(2 * cfg.diff_bits, name=f"sq{i}")
-            m.d.comb += sq.eq(self.d[i] * self.d[i])
+            m.d.comb += sq.eq(square(self.d[i]))
             term = Signal(term_bits, name=f"term{i}")
             m.d.comb += term.eq((sq * fu.mant) << fu.shift)
             level.append(term)
@@ -332,6 +353,15 @@ class ScoreAccumulate(wiring.Component):
         su = unpack(UE4M3, self.scale)
         m.d.comb += [self.acc.eq(level[0]), self.fp8.eq(above_threshold(level[0], self.threshold, su))]
         return m
+
+
+def square(value):
+    """``value**2`` as the sum of a squarer's rows: bit i contributes ``2**(2i)`` and, with
+    every higher bit j, ``2**(i+j+1)`` (each cross product once, where a multiplier would form
+    ``x_i·x_j`` and ``x_j·x_i``), so about half a multiplier's partial products."""
+    n = len(value)
+    rows = [Mux(value[i], Cat(Const(1, 2), value[i + 1:]) << (2 * i), 0) for i in range(n)]
+    return sum(rows[1:], rows[0])
 
 
 def above_threshold(score, threshold, scale):
@@ -481,7 +511,7 @@ class ActivationClassifier(wiring.Component):
                          last1.eq(self.i.payload.last)]
             m.d.sync += [s1[k].eq(getattr(enc8, k)) for k in s1]
 
-        # ---- stage 2: block scale, E2M1 codes, differences, Fisher codes
+        # ---- stage 2: block scale, E2M1 codes, differences
         m.submodules.scale_max = smax = BlockScaleMax()
         m.submodules.fp4_encode = enc4 = FP4Encode(enc8.mant_bits, enc8.ex_shape)
         m.submodules.score_diff = diff = ScoreDiff(cfg)
@@ -489,21 +519,22 @@ class ActivationClassifier(wiring.Component):
             smax.c8.eq(s1["c8"]),
             enc4.mant.eq(s1["mant"]), enc4.ex.eq(s1["ex"]), enc4.scale.eq(smax.scale),
             diff.c4.eq(enc4.c4), diff.c8.eq(s1["c8"]), diff.scale.eq(smax.scale),
-            table.raddr.eq(index1),
         ]
         c8_2 = Signal(s1["c8"].shape())
         c4_2 = Signal(_arr(unsigned(E2M1.width)))
         d2 = Signal(diff.d.shape())
-        fisher2 = Signal(_arr(unsigned(UE4M3.width)))
+        index2 = Signal(self.index_bits)
         scale2, bad2, last2 = Signal(UE4M3.width), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), c8_2.eq(s1["c8"]), d2.eq(diff.d), fisher2.eq(table.rdata),
+            m.d.sync += [v2.eq(v1), c8_2.eq(s1["c8"]), d2.eq(diff.d), index2.eq(index1),
                          scale2.eq(smax.scale), bad2.eq(s1["bad"].as_value().any()), last2.eq(last1)]
             m.d.sync += [c4_2[k].eq(Cat(enc4.c4[k], s1["sign"][k])) for k in range(BLOCK)]
 
-        # ---- stage 3: score, threshold compare, output register
+        # ---- stage 3: Fisher-table read (here, not a stage earlier: no 112-bit register), score,
+        # threshold compare, output register
         m.submodules.score_acc = acc = ScoreAccumulate(cfg)
-        m.d.comb += [acc.d.eq(d2), acc.fisher.eq(fisher2), acc.scale.eq(scale2),
+        m.d.comb += table.raddr.eq(index2)
+        m.d.comb += [acc.d.eq(d2), acc.fisher.eq(table.rdata), acc.scale.eq(scale2),
                      acc.threshold.eq(threshold)]
         fp8 = acc.fp8 | bad2
         with m.If(advance):
