@@ -594,6 +594,8 @@ STUDIES: dict[str, tuple[str, str]] = {
                     "FGMP policy vs baselines on the real models (docs/fgmp_policy.md)"),
     "classifier-area": ("mpgen.studies.classifier_area",
                         "activation classifier vs the dot-product unit: area (docs/classifier.md)"),
+    "classifier-widths": ("mpgen.studies.classifier_widths",
+                          "narrower classifier score widths: decision agreement (docs/classifier.md)"),
     "fineq-accuracy": ("mpgen.studies.fineq_study",
                        "FineQ vs RTN INT2/3/4 on real weights (docs/fineq.md)"),
     "fineq-area": ("mpgen.studies.fineq_area",

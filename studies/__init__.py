@@ -12,7 +12,9 @@ Each study module has a ``main(argv) -> int`` (``mpgen study NAME [ARGS]`` or
 * :mod:`mpgen.studies.fineq_area` (``fineq-area``) – the FineQ temporal array vs multiplier
   baselines: area and cycles (docs/fineq_hw.md);
 * :mod:`mpgen.studies.classifier_area` (``classifier-area``) – the activation classifier vs the
-  dot-product unit it feeds: area (docs/classifier.md).
+  dot-product unit it feeds: area (docs/classifier.md);
+* :mod:`mpgen.studies.classifier_widths` (``classifier-widths``) – narrower classifier score
+  widths: how many block decisions they keep (docs/classifier.md).
 
 Layering: studies is the top layer (it may import golden, models, rtl, sim and flows); nothing
 below imports it except the CLI's study dispatch (and the report's model section). Model files

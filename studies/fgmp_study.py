@@ -302,10 +302,9 @@ def _site_fisher(case: ModelCase, act_fisher: dict) -> dict[str, torch.Tensor]:
     return out
 
 
-def calibrate(case: ModelCase, act_fisher: dict, max_rows: int = 1024, *, progress=True) -> dict:
-    """Activation sites of ``case`` from the BF16 float-model activations on the calibration data:
-    the scale 2**p from the amax over all rows, the block scores (threshold calibration) over at
-    most ``max_rows`` evenly spaced rows per site."""
+def site_activations(case: ModelCase, act_fisher: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{site: (BF16 activations [N, K] of the float model on the calibration data, padded;
+    the site's activation Fisher [K])}."""
     captured: dict[str, list] = {}
     last: dict[str, torch.Tensor] = {}
 
@@ -319,12 +318,39 @@ def calibrate(case: ModelCase, act_fisher: dict, max_rows: int = 1024, *, progre
 
     case.calib_run(grab)
     fis = _site_fisher(case, act_fisher)
+    return {site: (torch.cat([t.reshape(-1, t.shape[-1]) for t in xs]), fis[site])
+            for site, xs in captured.items()}
+
+
+def calibrate(case: ModelCase, act_fisher: dict, max_rows: int = 1024, *, progress=True) -> dict:
+    """Activation sites of ``case`` from the BF16 float-model activations on the calibration data:
+    the scale 2**p from the amax over all rows, the block scores (threshold calibration) over at
+    most ``max_rows`` evenly spaced rows per site."""
     out = {}
-    for site, xs in captured.items():
-        x = torch.cat([t.reshape(-1, t.shape[-1]) for t in xs])
+    for site, (x, fisher) in site_activations(case, act_fisher).items():
         rows = torch.linspace(0, x.shape[0] - 1, min(max_rows, x.shape[0])).round().long()
-        out[site] = calibrate_activation_site(x[rows], fis[site], amax=float(x.abs().amax()))
+        out[site] = calibrate_activation_site(x[rows], fisher, amax=float(x.abs().amax()))
     return out
+
+
+def model_case(name: str, settings: StudySettings, *, models_dir=None, progress=True) -> ModelCase:
+    """The :class:`ModelCase` of ``name`` (one of :data:`MODELS`)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    if name == "stories260K":
+        return stories_case(settings, models_dir=models_dir, progress=progress)
+    return minilm_case(settings, progress=progress)
+
+
+def model_fisher(case: ModelCase, settings: StudySettings, *, cache_dir: Path | None = None,
+                 progress=True) -> tuple[dict, dict, bool]:
+    """(weight Fisher, activation Fisher, whether they came from the cache) of ``case``, through
+    the study's cache."""
+    cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = settings.key(case.name, *case.settings_fields)
+    cached = (cdir / f"{key}-fisher.pt").is_file()
+    wf, af = load_or_compute(cdir / f"{key}-fisher.pt", case.fisher, progress)
+    return wf, af, cached
 
 
 def make_matmul(case: ModelCase, wa: WeightAssignment, aq: ActivationQuantizer):
@@ -387,9 +413,7 @@ def study_model(case: ModelCase, settings: StudySettings, *, rows=ROWS, clip_mod
     PolicyResult}, ...}."""
     t0 = time.time()
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = settings.key(case.name, *case.settings_fields)
-    cached = (cdir / f"{key}-fisher.pt").is_file()
-    wf, af = load_or_compute(cdir / f"{key}-fisher.pt", case.fisher, progress)
+    wf, af, cached = model_fisher(case, settings, cache_dir=cdir, progress=progress)
     study_log(f"{case.name}: Fisher ready", t0, progress)
     key = settings.key(case.name, *case.settings_fields, "calib_rows")
     sites = load_or_compute(cdir / f"{key}-sites.pt",
