@@ -15,13 +15,15 @@ Components (one concern each):
 * :class:`TemporalPE` — multiplier-free PE: the weight's magnitude becomes cycles in which the PE
   adds (or subtracts) its INT8 activation ("unary", FineQ's temporal coding) or adds the
   activation shifted by one magnitude bit per cycle ("bitserial"). Every PE of an array spends the
-  same ``step_cycles`` per step, so the systolic wavefront stays aligned.
+  same cycles per step, so the systolic wavefront stays aligned; the array ends the step of a
+  weight tile after the last phase in which any of its PEs adds (set while the tile loads).
 * :class:`MultiplierPE` — conventional signed multiply-accumulate, one cycle per step.
 * :class:`FineQArray` — R×C weight-stationary systolic array of either PE, weights loaded through
   :class:`FineQDecoder` (FineQ words) or directly (plain ``weight_bits`` integers: the W4A8 and
   W8A8 baselines), activations and results on :mod:`amaranth.lib.stream` ports.
 
-Schedule (all PEs in lock-step; a *step* is ``step_cycles`` = S clock cycles): an activation
+Schedule (all PEs in lock-step; a *step* is S clock cycles, S = the loaded tile's
+:meth:`FineQArray.tile_step_cycles`, at most ``step_cycles``): an activation
 vector accepted at the end of step e enters row r of column 0 after r skew registers, reaches
 PE(r, c) for step e+r+c+1, and the partial sum of column c leaves the bottom row at the end of
 step e+R+c; output deskew registers align the columns, so the C-vector of results is valid
@@ -40,7 +42,7 @@ from mpgen.golden.fineq_format import CLUSTER, DEFAULT_CODE, WORD_LAYOUT, FineQC
 
 __all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "FineQArray", "CODINGS", "PE_KINDS",
            "BASELINE_WEIGHT_BITS", "check_code", "default_code", "exact_acc_bits",
-           "temporal_step_cycles", "code_from_params"]
+           "temporal_step_cycles", "temporal_adds", "code_from_params"]
 
 #: Temporal codings of a weight magnitude (see :class:`TemporalPE`).
 CODINGS = ("unary", "bitserial")
@@ -176,6 +178,21 @@ def temporal_step_cycles(max_magnitude: int, coding: str) -> int:
     return max_magnitude if coding == "unary" else max_magnitude.bit_length()
 
 
+def temporal_adds(coding: str, magnitude, phase):
+    """Whether a temporal PE holding ``magnitude`` adds in cycle ``phase`` of a step: unary
+    ``phase < magnitude``, bitserial bit ``phase`` of ``magnitude``. The PE and the array's
+    step-length logic both use it, so the step the array runs covers every add a PE makes."""
+    if coding == "unary":
+        return phase < magnitude
+    return magnitude.bit_select(phase, 1)
+
+
+def _magnitude(w):
+    """|w| of a signed value (one bit wider than ``w``: callers keep the bits their largest |w|
+    needs)."""
+    return Mux(w < 0, -w, w)
+
+
 def _pe_members(weight_width, act_bits, acc_bits, extra):
     return {
         "load": In(1), "w_in": In(signed(weight_width)),
@@ -210,8 +227,10 @@ class TemporalPE(wiring.Component):
     first cycle of the next step. ``a_out`` (the activation register) loads ``a_in`` at
     ``step_end`` and is the operand for the whole next step. The accumulator loads
     ``max(1, |w|)`` times per step (unary; ``max(1, popcount |w|)`` bitserial), the activation
-    register once, each behind its own clock gate. Latency: one step (``step_cycles`` cycles);
-    throughput: one MAC per step.
+    register once, each behind its own clock gate. Latency: one step (at most ``step_cycles``
+    cycles); throughput: one MAC per step. A step may end early, after any phase from which on
+    the PE would not add again (:func:`temporal_adds`): :class:`FineQArray` ends every step of a
+    tile after the last phase in which any of its PEs adds.
     """
 
     def __init__(self, *, max_magnitude: int, weight_width: int, act_bits: int = 8,
@@ -241,8 +260,7 @@ class TemporalPE(wiring.Component):
         a = Signal(signed(self.act_bits), name="a", reset_less=True)
         acc = Signal(signed(self.acc_bits), name="acc", reset_less=True)
         with m.If(self.load):
-            m.d.sync += [negative.eq(self.w_in < 0),
-                         magnitude.eq(Mux(self.w_in < 0, -self.w_in, self.w_in))]
+            m.d.sync += [negative.eq(self.w_in < 0), magnitude.eq(_magnitude(self.w_in))]
         with m.If(self.advance & self.step_end):
             m.d.sync += a.eq(self.a_in)
 
@@ -254,14 +272,14 @@ class TemporalPE(wiring.Component):
             # The term is ±a (0 for a zero weight) in every cycle: it changes only when ``a``
             # loads, so once the accumulator stops loading (p >= |w|) the adder's inputs hold
             # still and it does not toggle; whether a cycle adds is only the register's enable.
-            enable = phase < magnitude
+            enable = temporal_adds("unary", magnitude, phase)
             nonzero = Signal(name="nonzero")
             m.d.comb += nonzero.eq(magnitude != 0)
             operand = Mux(nonzero, a, 0)
             subtract = Signal(name="subtract")
             m.d.comb += subtract.eq(negative & nonzero)
         else:
-            enable = magnitude.bit_select(phase, 1)
+            enable = temporal_adds("bitserial", magnitude, phase)
             shifted = Signal(signed(self.act_bits + self.magnitude_bits - 1), name="shifted")
             with m.Switch(phase):
                 for k in range(self.step_cycles):
@@ -354,13 +372,20 @@ class FineQArray(wiring.Component):
     o : result stream, one C-vector of signed ``acc_bits`` sums per activation vector, in order:
         ``o[c] = Σ_r w[r][c] · a[r]`` exactly. A result not taken on ``o`` stalls the array.
 
-    Timing (S = ``step_cycles``: 1 for multiplier PEs, ``max_magnitude`` unary, magnitude bits
-    bitserial): an idle array accepts an activation vector at once, a busy one in the last cycle
-    of each step, so back-to-back vectors are S cycles apart; a result is valid
-    ``latency_cycles = (R+C-1)·S + 1`` cycles after its vector's handshake. One GEMM tile (load
-    the weights, stream M vectors, drain; output always ready) takes :meth:`tile_cycles` =
-    ``weight_transfers + (M+R+C-2)·S + 3`` cycles from the first weight handshake to the last
-    result handshake, both inclusive. The testbench measures both and checks these formulas.
+    Timing: every step of a tile lasts S cycles, S = :meth:`tile_step_cycles` of the tile's
+    largest |w| (over rows < R): 1 for multiplier PEs; temporal PEs end the step after the last
+    phase in which any PE adds, ``max(1, max|w|)`` unary, ``max(1, bit_length(max|w|))``
+    bitserial, at most ``step_cycles`` (the code's ``max_magnitude`` or its bit length). The
+    step length is computed while the weights load (a running maximum over the decoded
+    magnitudes of each transfer) and registered with the tile, so it is fixed before the first
+    activation and the schedule below holds for any S. An idle array accepts an activation
+    vector at once, a busy one in the last cycle of each step, so back-to-back vectors are S
+    cycles apart; a result is valid :meth:`tile_latency_cycles` = ``(R+C-1)·S + 1`` cycles after
+    its vector's handshake. One GEMM tile (load the weights, stream M vectors, drain; output
+    always ready) takes :meth:`tile_cycles` = ``weight_transfers + (M+R+C-2)·S + 3`` cycles from
+    the first weight handshake to the last result handshake, both inclusive. The testbench
+    measures all three for tiles of every reachable max|w| and checks these formulas.
+    ``latency_cycles`` is the longest latency (S = ``step_cycles``).
 
     Idle gating (no effect on results or cycles): PE(r, c) is enabled only in the steps where
     its anti-diagonal d = r+c holds a valid vector or receives one (``in_flight[d]`` or
@@ -449,10 +474,32 @@ class FineQArray(wiring.Component):
             p["coding"] = self.coding
         return p
 
-    def tile_cycles(self, m: int) -> int:
-        """Cycles of one GEMM tile of ``m`` activation vectors (see the class docstring)."""
+    @property
+    def max_weight(self) -> int:
+        """Largest |weight| the array can hold (``code.max_magnitude`` or 2**(weight_bits-1))."""
+        return self.code.max_magnitude if self.fineq else 1 << (self.weight_bits - 1)
+
+    def tile_step_cycles(self, max_magnitude: int | None = None) -> int:
+        """Cycles per step of a tile whose largest |w| is ``max_magnitude`` (default: the largest
+        the array can hold, giving ``step_cycles``); always 1 for multiplier PEs."""
+        if max_magnitude is None:
+            return self.step_cycles
+        _check_int("max_magnitude", max_magnitude, 0, self.max_weight)
+        if self.pe != "temporal":
+            return 1
+        return max(1, temporal_step_cycles(max_magnitude, self.coding))
+
+    def tile_latency_cycles(self, max_magnitude: int | None = None) -> int:
+        """Cycles from an activation handshake to its result valid, for a tile whose largest |w|
+        is ``max_magnitude`` (default: the longest, ``latency_cycles``)."""
+        return (self.rows + self.cols - 1) * self.tile_step_cycles(max_magnitude) + 1
+
+    def tile_cycles(self, m: int, max_magnitude: int | None = None) -> int:
+        """Cycles of one GEMM tile of ``m`` activation vectors whose largest |w| is
+        ``max_magnitude`` (default: the longest tile); see the class docstring."""
         _check_int("m", m, 1)
-        return self.weight_transfers + (m + self.rows + self.cols - 2) * self.step_cycles + 3
+        step = self.tile_step_cycles(max_magnitude)
+        return self.weight_transfers + (m + self.rows + self.cols - 2) * step + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -469,7 +516,9 @@ class FineQArray(wiring.Component):
         first = Signal(name="first")
         if S > 1:
             phase = Signal(range(S), name="phase", init=S - 1)
-            m.d.comb += [last.eq(phase == S - 1), first.eq(phase == 0)]
+            # the loaded tile's step is last_phase + 1 cycles (set by its weight load, below)
+            last_phase = Signal(range(S), name="last_phase", init=S - 1)
+            m.d.comb += [last.eq(phase == last_phase), first.eq(phase == 0)]
         else:
             phase = None
             m.d.comb += [last.eq(1), first.eq(1)]
@@ -503,6 +552,7 @@ class FineQArray(wiring.Component):
         # ---- weights: decoders per column (FineQ) or plain integers, row (group) select
         group_of = (lambda r: r // CLUSTER) if self.fineq else (lambda r: r)
         weight_for = {}
+        transfer = []  # (weight, valid) of every position of one w transfer
         for c in range(C):
             if self.fineq:
                 dec = FineQDecoder(self.code)
@@ -510,9 +560,30 @@ class FineQArray(wiring.Component):
                 m.d.comb += dec.word.eq(self.w.payload[c])
                 for r in range(R):
                     weight_for[r, c] = dec.weights[r % CLUSTER]
+                # the last transfer's positions of rows >= R are padding: never in a PE
+                tail = R - CLUSTER * (self.weight_transfers - 1)
+                transfer += [(dec.weights[p], Const(1) if p < tail else
+                              load_index != self.weight_transfers - 1) for p in range(CLUSTER)]
             else:
                 for r in range(R):
                     weight_for[r, c] = self.w.payload[c]
+        if phase is not None:
+            # ---- step length of the tile: the last phase in which any PE adds (0 if none),
+            # a running maximum over the load's transfers. The array is idle while weights load
+            # (w.ready needs ~busy), so it waits in its last phase: setting phase with last_phase
+            # keeps it waiting there, and the first activation sees the new step.
+            mags = [(_magnitude(w)[:self.max_weight.bit_length()], valid) for w, valid in transfer]
+            needed = Signal(S, name="phase_needed")  # bit p: some PE of this transfer adds in p
+            for p in range(S):
+                m.d.comb += needed[p].eq(Cat(*[valid & temporal_adds(self.coding, mag, p)
+                                               for mag, valid in mags]).any())
+            transfer_last = Signal(range(S), name="transfer_last_phase")
+            for p in range(1, S):  # the highest needed phase (a later statement wins)
+                with m.If(needed[p]):
+                    m.d.comb += transfer_last.eq(p)
+            tile_last = Mux(loading & (last_phase > transfer_last), last_phase, transfer_last)
+            with m.If(w_fire):
+                m.d.sync += [last_phase.eq(tile_last), phase.eq(tile_last)]
         selects = []
         for g in range(self.weight_transfers):
             sel = Signal(name=f"load_row{g}")

@@ -27,9 +27,10 @@ import torch
 from mpgen.golden.fineq import CLUSTER, decode_words, int_gemm, word_table
 from mpgen.models.paths import STORIES260K, find_model_file
 
-__all__ = ["Tile", "ArrayPhase", "make_array_phases", "pack_weights", "pack_acts",
-           "unpack_results", "expected_results", "FineQRegressionResult", "run_fineq_regression",
-           "pe_weight_values", "default_model_path", "model_tiles"]
+__all__ = ["Tile", "ArrayPhase", "make_array_phases", "make_timing_tiles", "pack_weights",
+           "pack_acts", "unpack_results", "expected_results", "tile_max_magnitude",
+           "FineQRegressionResult", "run_fineq_regression", "pe_weight_values",
+           "default_model_path", "model_tiles"]
 INT8_CORNERS = (-128, 127, 0, -1, 1)
 
 
@@ -115,6 +116,12 @@ def decoded_weights(array, tile: Tile) -> torch.Tensor:
     return w
 
 
+def tile_max_magnitude(array, tile: Tile) -> int:
+    """Largest |w| of ``tile`` over the rows the array holds (rows < R; a FineQ load's padding
+    positions are not in a PE): what sets the tile's step, :meth:`FineQArray.tile_step_cycles`."""
+    return int(decoded_weights(array, tile)[:, :array.rows].to(torch.int64).abs().max())
+
+
 def expected_results(array, tile: Tile) -> list[list[int]]:
     """Golden results of ``tile``: ``int_gemm`` of the decoded weights and the zero-padded
     activations, one C-list per activation vector."""
@@ -154,6 +161,44 @@ class _Gen:
 
     def random_tile(self, max_m=16):
         return Tile(self.random_weights(), self.acts(self.rng.randint(1, max_m)))
+
+    def step_maxima(self) -> list[int]:
+        """The largest |w| values whose tiles :meth:`weights_with_max` covers: every one the
+        format can give a tile (FineQ), or 0, 1 and the extreme (plain weights)."""
+        a = self.array
+        if a.fineq:
+            return [k for k in range(a.max_weight + 1) if self.weights_with_max(k) is not None]
+        return [0, 1, a.max_weight]
+
+    def weights_with_max(self, k: int):
+        """Random weights of one tile whose largest |w| (rows < R) is exactly ``k``, or None
+        where the format cannot give one (e.g. k = 0 with a code that has no zero level)."""
+        a, rng = self.array, self.rng
+        if not a.fineq:
+            lo, hi = max(-k, -(1 << (a.weight_bits - 1))), min(k, (1 << (a.weight_bits - 1)) - 1)
+            w = [[rng.randint(lo, hi) for _ in range(self.R)] for _ in range(self.C)]
+            w[rng.randrange(self.C)][rng.randrange(self.R)] = lo if lo == -k else hi
+            return torch.tensor(w, dtype=torch.int64)
+        mags = word_table(a.code)[0].to(torch.int64).abs()
+        groups = a.weight_transfers
+        ok, hit = [], []  # per group: words whose rows < R have |w| <= k, and == k somewhere
+        for g in range(groups):
+            top = mags[:, :min(CLUSTER, self.R - CLUSTER * g)].amax(dim=1)
+            ok.append((top <= k).nonzero().flatten().tolist())
+            hit.append((top == k).nonzero().flatten().tolist())
+        if not all(ok) or not any(hit):
+            return None
+        w = [[rng.choice(ok[g]) for g in range(groups)] for _ in range(self.C)]
+        g = rng.choice([g for g in range(groups) if hit[g]])
+        w[rng.randrange(self.C)][g] = rng.choice(hit[g])
+        return torch.tensor(w, dtype=torch.int64)
+
+    def step_tiles(self, max_m=16):
+        """One tile for each of :meth:`step_maxima`, in random order (so the step length changes
+        from tile to tile)."""
+        ks = self.step_maxima()
+        self.rng.shuffle(ks)
+        return [Tile(self.weights_with_max(k), self.acts(self.rng.randint(1, max_m))) for k in ks]
 
     def extreme_weights(self, sign: int):
         """Every weight at the most negative (sign<0) or most positive level the format holds."""
@@ -252,7 +297,8 @@ def make_array_phases(array, *, quick: bool = True, seed: int = 1, model_path=No
     g = _Gen(array, rng)
     n_random = 8 if quick else 30
     phases = [ArrayPhase("random", [g.random_tile() for _ in range(n_random)]),
-              ArrayPhase("corners", g.corner_tiles())]
+              ArrayPhase("corners", g.corner_tiles()),
+              ArrayPhase("step_lengths", g.step_tiles())]
     real = model_tiles(array, count=3 if quick else 8, seed=seed, model_path=model_path)
     if real:
         phases.append(ArrayPhase("model", real))
@@ -261,6 +307,18 @@ def make_array_phases(array, *, quick: bool = True, seed: int = 1, model_path=No
                              reset_after=rng.randint(3, 9)))
     phases.append(ArrayPhase("after_reset", [g.random_tile() for _ in range(3)]))
     return phases
+
+
+def make_timing_tiles(array, *, seed: int = 1) -> dict[str, Tile]:
+    """The timing phase's tiles, by name: ``m1``, ``m5``, ``m16`` (random weights, that many
+    vectors) and ``max{k}`` (5 vectors, largest |w| exactly k) for every k of
+    ``_Gen.step_maxima``: the step length of each is checked against the cycle formulas."""
+    g = _Gen(array, random.Random(seed))
+    weights = g.random_weights()
+    tiles = {f"m{m}": Tile(weights, g.acts(m)) for m in (1, 5, 16)}
+    for k in g.step_maxima():
+        tiles[f"max{k}"] = Tile(g.weights_with_max(k), g.acts(5))
+    return tiles
 
 
 def pe_weight_values(pe_kind: str, code=None, weight_width: int | None = None) -> list[int]:

@@ -16,8 +16,9 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from mpgen.golden.fineq import decode_words
 from mpgen.rtl.fineq import FineQArray
-from mpgen.sim.fineq import (expected_results, make_array_phases, pack_acts, pack_weights, pe_for,
-                             pe_weight_values, unpack_results)
+from mpgen.sim.fineq import (expected_results, make_array_phases, make_timing_tiles, pack_acts,
+                             pack_weights, pe_for, pe_weight_values, tile_max_magnitude,
+                             unpack_results)
 from mpgen.sim.stream import (StreamDriver, StreamSink, reset, resolve, resolve_bool, start_clock,
                               tb_params, write_tb_result)
 
@@ -273,13 +274,12 @@ async def array(dut):
                       len(phase.tiles), accepted, len(got), bad)
 
     # ---- timing: back-to-back streams, output always ready; check the documented formulas
+    # for each tile's own step (its largest |w|), tiles of every reachable max|w| included
     bench.traffic(0.0, 0.0)
     timing = {}
-    for m in (1, 5, 16):
-        tile = phases[0].tiles[0]
-        tile = type(tile)(tile.weights, torch.tensor(
-            [[rng.randint(-(1 << (arr.act_bits - 1)), (1 << (arr.act_bits - 1)) - 1)
-              for _ in range(arr.rows)] for _ in range(m)], dtype=torch.int64))
+    timing_vectors = timing_bad = 0
+    for name, tile in make_timing_tiles(arr, seed=params["seed"]).items():
+        m, top = tile.m, tile_max_magnitude(arr, tile)
         rec = _Recorder(dut)
         start = len(bench.sink.items)
         w_task = cocotb.start_soon(bench.wdrv.send(pack_weights(arr, tile)))
@@ -289,22 +289,28 @@ async def array(dut):
         await ClockCycles(dut.clk, 2)
         rec.task.cancel()
         ev = rec.events
-        bad = compare(f"timing_m{m}", got, expected_results(arr, tile))
+        bad = compare(f"timing_{name}", got, expected_results(arr, tile))
         latencies = sorted({o - a - 1 for a, o in zip(ev["a"], ev["o"])})
         gaps = sorted({b - a for a, b in zip(ev["a"], ev["a"][1:])})
         measured = {"tile_cycles": ev["o"][-1] - ev["w"][0] + 1, "latency_cycles": latencies,
                     "accept_interval": gaps, "weight_to_act": ev["a"][0] - ev["w"][-1]}
-        want = {"tile_cycles": arr.tile_cycles(m), "latency_cycles": [arr.latency_cycles],
-                "accept_interval": [arr.step_cycles] if m > 1 else [], "weight_to_act": 1}
-        timing[f"m{m}"] = {"measured": measured, "formula": want}
-        dut._log.info("timing m=%d: measured %s, formula %s", m, measured, want)
+        want = {"tile_cycles": arr.tile_cycles(m, top),
+                "latency_cycles": [arr.tile_latency_cycles(top)],
+                "accept_interval": [arr.tile_step_cycles(top)] if m > 1 else [],
+                "weight_to_act": 1}
+        timing[name] = {"measured": measured, "formula": want, "m": m, "max_magnitude": top}
+        dut._log.info("timing %s (m=%d, max|w| %d): measured %s, formula %s", name, m, top,
+                      measured, want)
         if measured != want:
-            mismatches += 1
-            first.append(f"timing m={m}: measured {measured}, formula {want}")
-        mismatches += bad
+            timing_bad += 1
+            first.append(f"timing {name} (max|w| {top}): measured {measured}, formula {want}")
+        timing_bad += bad
         vectors += m
+        timing_vectors += m
         results += len(got)
-    phases_report["timing"] = {"vectors": 22, "results": 22, "mismatches": 0}
+    mismatches += timing_bad
+    phases_report["timing"] = {"vectors": timing_vectors, "results": timing_vectors,
+                               "mismatches": timing_bad}
     _finish(dut, vectors, results, mismatches, first, phases_report,
             {"step_cycles": arr.step_cycles, "latency_cycles": arr.latency_cycles,
              "weight_transfers": arr.weight_transfers, **timing})

@@ -117,3 +117,41 @@ def test_decoder_model_matches_golden_every_word():
         sim.add_testbench(bench)
         sim.run()
         assert not bad, f"{code.name}: words {bad[:8]} decode wrongly"
+
+
+def test_unary_tile_step_ends_at_the_largest_magnitude():
+    a = FineQArray(8, 8)
+    assert [a.tile_step_cycles(k) for k in range(8)] == [1, 1, 2, 3, 4, 5, 6, 7]
+    assert a.tile_step_cycles() == a.step_cycles == 7  # no tile: the longest step
+
+
+def test_bitserial_tile_step_is_the_bit_length_of_the_largest_magnitude():
+    b = FineQArray(8, 8, coding="bitserial")
+    assert [b.tile_step_cycles(k) for k in range(8)] == [1, 1, 2, 2, 3, 3, 3, 3]
+
+
+def test_tile_of_zero_weights_takes_one_cycle_steps():
+    a = FineQArray(8, 8)
+    assert a.tile_step_cycles(0) == 1
+    assert a.tile_latency_cycles(0) == (8 + 8 - 1) + 1
+    assert a.tile_cycles(16, 0) == 3 + (16 + 14) + 3
+
+
+def test_tile_cycles_and_latency_follow_the_tile_step():
+    a = FineQArray(8, 8)
+    assert a.tile_cycles(16) == a.tile_cycles(16, 7) == 216
+    assert a.tile_cycles(16, 5) == 3 + (16 + 14) * 5 + 3
+    assert a.tile_latency_cycles(3) == 15 * 3 + 1
+    assert a.latency_cycles == a.tile_latency_cycles()
+
+
+def test_multiplier_steps_stay_one_cycle_for_any_tile():
+    m = FineQArray(4, 4, pe="multiplier", weight_bits=8)
+    assert {m.tile_step_cycles(k) for k in (0, 1, 77, 128)} == {1}
+
+
+def test_tile_max_magnitude_out_of_range_raises():
+    with pytest.raises(ValueError, match="max_magnitude must be in 0..7, not 8"):
+        FineQArray(8, 8).tile_cycles(16, 8)
+    with pytest.raises(ValueError, match="not -1"):
+        FineQArray(8, 8).tile_step_cycles(-1)
