@@ -1,6 +1,7 @@
 """Shared pytest set-up: a summary of how many vectors each regression checked, where the model
 files are (the only place tests decide that: fixtures ``models_dir`` and ``stories260k``), and
-the clock-gated vs ungated energy measurement of a design (fixture ``gated_and_ungated``)."""
+the clock-gated vs ungated energy measurement of a design (fixture ``gated_and_ungated``), and
+heavy-tailed random tensors (fixture ``heavy_tailed``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from mpgen.flows import energy as E
 from mpgen.flows.area import synthesize
@@ -114,3 +116,13 @@ def results_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MPGEN_BUILD_DIR", str(default_build_root()))
     monkeypatch.setenv("MPGEN_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache" / "results"
+
+
+@pytest.fixture
+def heavy_tailed():
+    """``make(shape, seed)``: float32 normal values with 5 % of them ×8 (a heavy tail)."""
+    def make(shape, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(*shape, generator=g)
+        return torch.where(torch.rand(*shape, generator=g) < 0.05, x * 8, x)
+    return make

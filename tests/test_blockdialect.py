@@ -14,12 +14,6 @@ from mpgen.golden.mx import quantize_mxfp4
 LEVELS = DIALECT_FP4.half_units
 
 
-def _heavy(shape, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g)
-    return torch.where(torch.rand(*shape, generator=g) < 0.05, x * 8, x)
-
-
 def _nearest(h: Fraction, levels) -> int:
     """Brute force: nearest level, a tie to the even index, saturating."""
     best = min(range(8), key=lambda i: (abs(h - levels[i]), i % 2))
@@ -54,8 +48,8 @@ def test_rounding_is_nearest_with_ties_to_the_even_index():
             assert int(idx[j, d]) == _nearest(h, LEVELS[d]), (h, d)
 
 
-def test_shared_exponent_puts_the_block_maximum_in_4_to_8():
-    amax = _heavy((1000,), 1).abs() + 1e-3
+def test_shared_exponent_puts_the_block_maximum_in_4_to_8(heavy_tailed):
+    amax = heavy_tailed((1000,), 1).abs() + 1e-3
     E = shared_exponent(amax)
     scaled = torch.ldexp(amax.double(), -E.double())
     assert bool(((scaled >= 4) & (scaled < 8)).all())
@@ -64,8 +58,8 @@ def test_shared_exponent_puts_the_block_maximum_in_4_to_8():
     assert shared_exponent(torch.tensor([0.0, 1e-30, 1e30])).tolist() == [lo, lo, hi]
 
 
-def test_exact_selection_is_the_brute_force_minimum():
-    x = _heavy((40, 32), 2)
+def test_exact_selection_is_the_brute_force_minimum(heavy_tailed):
+    x = heavy_tailed((40, 32), 2)
     t = quantize_blockdialect(x, 32, selection="exact")
     for b in range(40):
         E = int(t.exponent[b])
@@ -93,8 +87,8 @@ def test_two_stage_stage_one_follows_the_rounded_maximum():
     assert [int(d) // 2 for d in select_two_stage(h)] == [3, 1]
 
 
-def test_dequantized_values_are_fixed_points():
-    x = _heavy((8, 64), 3)
+def test_dequantized_values_are_fixed_points(heavy_tailed):
+    x = heavy_tailed((8, 64), 3)
     for sel in ("exact", "two_stage"):
         y = quantize_blockdialect(x, 64, selection=sel).dequantize()
         assert torch.equal(quantize_blockdialect(y, 64, selection=sel).dequantize(), y)
@@ -108,11 +102,11 @@ def test_codes_signs_and_values():
     assert t.exponent_codes.tolist() == [[int(t.exponent[0, 0]) + 15]]
 
 
-def test_an_e2m1_formatbook_reproduces_mxfp4():
+def test_an_e2m1_formatbook_reproduces_mxfp4(heavy_tailed):
     """Every dialect the E2M1 grid: BlockDialect's exponent rule (floor(log2 amax) − 2) and
     rounding (nearest, ties to the even code) are then OCP MXFP4's."""
     e2m1 = Formatbook(((0, 1, 2, 3, 4, 6, 8, 12),) * 16)
-    x = _heavy((16, 128), 4) * 3
+    x = heavy_tailed((16, 128), 4) * 3
     ours = quantize_blockdialect(x, 32, exp_bits=8, formatbook=e2m1).dequantize()
     assert torch.equal(ours, quantize_mxfp4(x).dequantize())
 
@@ -141,3 +135,4 @@ def test_far_out_of_range_blocks_are_refused_by_the_exact_search():
 def test_bits_per_element():
     assert [bits_per_element(b) for b in (16, 32, 64)] == [4 + 9 / 16, 4 + 9 / 32, 4 + 9 / 64]
     assert bits_per_element(32, exp_bits=8) == 4.375
+
