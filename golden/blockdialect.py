@@ -50,6 +50,8 @@ _FRAC_BITS = 21
 #: Half-unit magnitudes (only reached when the exponent is clamped at its top) up to which the
 #: exact search's squared errors, 64 per block, fit int64.
 _MAX_HALF_UNITS = 128
+#: Blocks quantized at a time (bounds the per-dialect intermediate tensors).
+_CHUNK_BLOCKS = 8192
 
 
 @dataclass(frozen=True)
@@ -228,15 +230,26 @@ def quantize_blockdialect(x: torch.Tensor, block_size: int = 32, *, selection: s
     if not isinstance(formatbook, Formatbook):
         raise TypeError(f"formatbook must be a Formatbook, got {type(formatbook).__name__}")
     check_float_input(x, block_size)
-    xb = x.to(torch.float32).reshape(*x.shape[:-1], x.shape[-1] // block_size, block_size)
-    E = shared_exponent(xb.abs().amax(-1), exp_bits)
-    h = _half_units(xb, E)
-    dialect = (select_exact if selection == "exact" else select_two_stage)(h, formatbook)
-    idx = quantize_to_dialects(h, formatbook)
-    index = torch.gather(idx, -1, dialect.unsqueeze(-1).unsqueeze(-1).expand(*idx.shape[:-1], 1)).squeeze(-1)
-    sign = torch.signbit(xb) & (index != 0)           # −0 and values rounding to 0 are +0
-    codes = (index | (sign.to(torch.int64) << 3)).to(torch.uint8)
-    return BlockDialectTensor(codes, dialect.to(torch.uint8), E, block_size, exp_bits, formatbook,
+    nb = x.shape[-1] // block_size
+    xb = x.to(torch.float32).reshape(-1, block_size)
+    select = select_exact if selection == "exact" else select_two_stage
+    codes, dialects, exps = [], [], []
+    for part in xb.split(_CHUNK_BLOCKS):               # bounded memory: [blocks, B, 16, 7] masks
+        E = shared_exponent(part.abs().amax(-1), exp_bits)
+        h = _half_units(part, E)
+        dialect = select(h, formatbook)
+        idx = quantize_to_dialects(h, formatbook)
+        index = torch.gather(idx, -1, dialect.view(-1, 1, 1).expand(*idx.shape[:-1], 1)).squeeze(-1)
+        sign = torch.signbit(part) & (index != 0)     # −0 and values rounding to 0 are +0
+        codes.append((index | (sign.to(torch.int64) << 3)).to(torch.uint8))
+        dialects.append(dialect.to(torch.uint8))
+        exps.append(E)
+    if not codes:                                     # no rows
+        codes, dialects = [torch.zeros(0, block_size, dtype=torch.uint8)], [torch.zeros(0, dtype=torch.uint8)]
+        exps = [torch.zeros(0, dtype=torch.int64)]
+    lead = (*x.shape[:-1], nb)
+    return BlockDialectTensor(torch.cat(codes).reshape(*lead, block_size), torch.cat(dialects).reshape(lead),
+                              torch.cat(exps).reshape(lead), block_size, exp_bits, formatbook,
                               torch.Size(x.shape))
 
 
