@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from mpgen.golden.fineq_format import CLUSTER, DEFAULT_CODE, WORD_LAYOUT, FineQCode
 
-__all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "FineQArray", "CODINGS", "PE_KINDS",
+__all__ = ["FineQDecoder", "TemporalPE", "MultiplierPE", "WeightRow", "PECell", "FineQArray", "CODINGS", "PE_KINDS",
            "BASELINE_WEIGHT_BITS", "check_code", "default_code", "exact_acc_bits",
            "temporal_step_cycles", "temporal_adds", "code_from_params"]
 
@@ -193,9 +193,9 @@ def _magnitude(w):
     return Mux(w < 0, -w, w)
 
 
-def _pe_members(weight_width, act_bits, acc_bits, extra):
+def _pe_members(weight_layout, act_bits, acc_bits, extra):
     return {
-        "load": In(1), "w_in": In(signed(weight_width)),
+        "weight": In(weight_layout),
         "advance": In(1), "step_end": In(1),
         "a_in": In(signed(act_bits)), "a_out": Out(signed(act_bits)),
         "psum_in": In(signed(acc_bits)), "psum_out": Out(signed(acc_bits)),
@@ -209,7 +209,7 @@ class TemporalPE(wiring.Component):
     Parameters
     ----------
     max_magnitude : largest |weight| the PE must handle (``code.max_magnitude``).
-    weight_width : signed width of ``w_in``.
+    weight_width : signed width of the weights it is given (``store``'s argument).
     act_bits, acc_bits : signed activation and accumulator widths.
     coding : "unary" (FineQ-like temporal coding, the default) or "bitserial".
         "unary": a step lasts ``step_cycles = max_magnitude`` cycles; in cycle p of the step the
@@ -217,7 +217,9 @@ class TemporalPE(wiring.Component):
         "bitserial": a step lasts ``step_cycles = bit_length(max_magnitude)`` cycles; in cycle p it
         adds ``±(a << p)`` if bit p of |w| is set (shift-add). Both use one adder, no multiplier.
 
-    Ports: ``load``/``w_in`` store a weight (sign and magnitude registers). ``advance`` is the
+    Ports: ``weight`` is the stored weight, ``weight_layout`` (sign and magnitude): the PE holds
+    no weight register, its row's :class:`WeightRow` does (:meth:`store` gives what it stores;
+    :class:`PECell` is a PE with its own). ``advance`` is the
     PE's enable (the array drives it low while the output stalls and while the PE's diagonal
     holds no activation vector): low, nothing changes and the adder's inputs hold still.
     ``first`` is high in the first cycle (``phase`` 0) of a step and ``step_end`` in its last.
@@ -247,20 +249,23 @@ class TemporalPE(wiring.Component):
         self.act_bits, self.acc_bits, self.coding = act_bits, acc_bits, coding
         self.magnitude_bits = max_magnitude.bit_length()
         self.step_cycles = temporal_step_cycles(max_magnitude, coding)
+        self.weight_layout = data.StructLayout({"negative": unsigned(1),
+                                                "magnitude": unsigned(self.magnitude_bits)})
         extra = {"first": In(1)}
         if self.step_cycles > 1:
             extra["phase"] = In(range(self.step_cycles))
-        super().__init__(_pe_members(weight_width, act_bits, acc_bits, extra))
+        super().__init__(_pe_members(self.weight_layout, act_bits, acc_bits, extra))
+
+    def store(self, w):
+        """The stored form (``weight_layout``) of the signed weight ``w``: sign and magnitude."""
+        return Cat(w < 0, _magnitude(w)[:self.magnitude_bits])
 
     def elaborate(self, platform):
         m = Module()
+        negative, magnitude = self.weight.negative, self.weight.magnitude
         # datapath registers need no reset: a result is only taken where a valid bit says so
-        negative = Signal(name="negative", reset_less=True)
-        magnitude = Signal(self.magnitude_bits, name="magnitude", reset_less=True)
         a = Signal(signed(self.act_bits), name="a", reset_less=True)
         acc = Signal(signed(self.acc_bits), name="acc", reset_less=True)
-        with m.If(self.load):
-            m.d.sync += [negative.eq(self.w_in < 0), magnitude.eq(_magnitude(self.w_in))]
         with m.If(self.advance & self.step_end):
             m.d.sync += a.eq(self.a_in)
 
@@ -308,8 +313,9 @@ class TemporalPE(wiring.Component):
 class MultiplierPE(wiring.Component):
     """Conventional weight-stationary PE: ``psum_out <= psum_in + w·a`` every step of one cycle.
 
-    A signed ``weight_width`` × ``act_bits`` multiplier and one adder. ``load``/``w_in`` store the
-    weight; with ``advance`` (and ``step_end``, always high in a one-cycle step) the activation
+    A signed ``weight_width`` × ``act_bits`` multiplier and one adder. ``weight`` is the stored
+    weight (``weight_layout``: the signed weight itself, held by the row's :class:`WeightRow`);
+    with ``advance`` (and ``step_end``, always high in a one-cycle step) the activation
     register loads ``a_in`` and the accumulator register loads ``psum_in + w·a``. Latency: one
     cycle (= one step).
     """
@@ -321,20 +327,100 @@ class MultiplierPE(wiring.Component):
         _check_int("act_bits", act_bits, 2, 32)
         _check_int("acc_bits", acc_bits, 2, 64)
         self.weight_width, self.act_bits, self.acc_bits = weight_width, act_bits, acc_bits
-        super().__init__(_pe_members(weight_width, act_bits, acc_bits, {}))
+        self.weight_layout = signed(weight_width)
+        super().__init__(_pe_members(self.weight_layout, act_bits, acc_bits, {}))
+
+    def store(self, w):
+        """The stored form of the signed weight ``w``: itself."""
+        return w
 
     def elaborate(self, platform):
         m = Module()
-        w = Signal(signed(self.weight_width), name="w", reset_less=True)
+        w = self.weight
         a = Signal(signed(self.act_bits), name="a", reset_less=True)
         acc = Signal(signed(self.acc_bits), name="acc", reset_less=True)
-        with m.If(self.load):
-            m.d.sync += w.eq(self.w_in)
         with m.If(self.advance):
             m.d.sync += acc.eq(self.psum_in + w * a)
             with m.If(self.step_end):
                 m.d.sync += a.eq(self.a_in)
         m.d.comb += [self.a_out.eq(a), self.psum_out.eq(acc)]
+        return m
+
+
+class WeightRow(wiring.Component):
+    """The weight registers of ``cols`` PEs that load together (a PE row of the array).
+
+    Yosys's ``clockgate`` gates the registers of one module that share an enable with one
+    integrated clock gate, whose clock pin toggles every cycle; a weight register inside each PE
+    would cost a clock gate per PE, here a row of PEs shares one. The stored form is the PE's
+    (:meth:`TemporalPE.store`: sign and magnitude; :meth:`MultiplierPE.store`: the weight).
+
+    Parameters
+    ----------
+    pe : the PE the weights are for (a :class:`TemporalPE` or :class:`MultiplierPE`; its
+        ``weight_width``, ``weight_layout`` and ``store``).
+    cols : PEs in the row, 1..64.
+
+    Ports: ``load`` (In 1) and ``w_in`` (``cols`` × signed ``weight_width``): with ``load`` high
+    the registers take ``store(w_in[c])``; ``weights`` (``cols`` × ``pe.weight_layout``, Out):
+    the stored weights, from the cycle after the load (latency 1), reset-less.
+    """
+
+    def __init__(self, pe, cols: int):
+        if not isinstance(pe, (TemporalPE, MultiplierPE)):
+            raise TypeError(f"pe must be a TemporalPE or MultiplierPE, not {type(pe).__name__}")
+        _check_int("cols", cols, 1, 64)
+        self.pe, self.cols = pe, cols
+        super().__init__({
+            "load": In(1),
+            "w_in": In(data.ArrayLayout(signed(pe.weight_width), cols)),
+            "weights": Out(data.ArrayLayout(pe.weight_layout, cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        # reset-less (a weight counts only once loaded), so clockgate can gate it
+        stored = Signal(data.ArrayLayout(self.pe.weight_layout, self.cols), name="stored",
+                        reset_less=True)
+        with m.If(self.load):
+            m.d.sync += [stored[c].eq(self.pe.store(self.w_in[c])) for c in range(self.cols)]
+        m.d.comb += self.weights.eq(stored)
+        return m
+
+
+class PECell(wiring.Component):
+    """A PE with its own weight register (a one-column :class:`WeightRow`): the PE as the array
+    uses it, with the ports of a standalone weight-stationary PE (the PE-level regression's top).
+
+    Ports: the PE's, with ``load`` (In 1) and ``w_in`` (signed ``weight_width``) in place of
+    ``weight``: with ``load`` high the weight register takes ``w_in``. Latency and throughput
+    as the PE's; ``step_cycles``, ``weight_width``, ``act_bits``, ``acc_bits`` are the PE's.
+    """
+
+    def __init__(self, pe):
+        if not isinstance(pe, (TemporalPE, MultiplierPE)):
+            raise TypeError(f"pe must be a TemporalPE or MultiplierPE, not {type(pe).__name__}")
+        self.pe = pe
+        for attr in ("step_cycles", "weight_width", "act_bits", "acc_bits"):
+            setattr(self, attr, getattr(pe, attr))
+        members = {"load": In(1), "w_in": In(signed(pe.weight_width))}
+        members.update((name, member) for name, member in pe.signature.members.items()
+                       if name != "weight")
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.weights = row = WeightRow(self.pe, 1)
+        m.submodules.pe = pe = self.pe
+        m.d.comb += [row.load.eq(self.load), row.w_in[0].eq(self.w_in),
+                     pe.weight.eq(row.weights[0])]
+        for name, member in pe.signature.members.items():
+            if name == "weight":
+                continue
+            if member.flow == wiring.In:
+                m.d.comb += getattr(pe, name).eq(getattr(self, name))
+            else:
+                m.d.comb += getattr(self, name).eq(getattr(pe, name))
         return m
 
 
@@ -616,15 +702,19 @@ class FineQArray(wiring.Component):
                 value = reg
             row_in.append(value)
 
-        # ---- the PE grid
+        # ---- the PE grid; each row's weight registers in one WeightRow (one clock gate a row)
         pes = {}
         for r in range(R):
+            row = None
             for c in range(C):
                 pe = TemporalPE(**self._pe_args) if self.pe == "temporal" else \
                     MultiplierPE(**self._pe_args)
                 m.submodules[f"pe_{r}_{c}"] = pes[r, c] = pe
+                if row is None:
+                    m.submodules[f"pe_weights_{r}"] = row = WeightRow(pe, C)
+                    m.d.comb += row.load.eq(selects[group_of(r)])
                 m.d.comb += [
-                    pe.load.eq(selects[group_of(r)]), pe.w_in.eq(weight_for[r, c]),
+                    row.w_in[c].eq(weight_for[r, c]), pe.weight.eq(row.weights[c]),
                     pe.advance.eq(active[r + c]), pe.step_end.eq(step_end),
                     pe.a_in.eq(row_in[r] if c == 0 else pes[r, c - 1].a_out),
                     pe.psum_in.eq(0 if r == 0 else pes[r - 1, c].psum_out),

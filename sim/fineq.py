@@ -4,7 +4,8 @@ Three levels, each against the golden model :mod:`mpgen.golden.fineq`:
 
 * the decoder (:class:`~mpgen.rtl.fineq.FineQDecoder`): all 256 words vs
   :func:`~mpgen.golden.fineq.decode_words`;
-* the PE (:class:`~mpgen.rtl.fineq.TemporalPE` or :class:`~mpgen.rtl.fineq.MultiplierPE`) alone:
+* the PE (:class:`~mpgen.rtl.fineq.TemporalPE` or :class:`~mpgen.rtl.fineq.MultiplierPE`, with its
+  weight register: :class:`~mpgen.rtl.fineq.PECell`) alone:
   every weight it can hold × every activation, each added to a random partial sum;
 * the array (:class:`~mpgen.rtl.fineq.FineQArray`): GEMM tiles (random, corner, real
   stories260K weights and activations), random valid/ready traffic on all three streams, a reset
@@ -368,9 +369,10 @@ def _run(component, top, testcase, params, *, simulator, seed, build_root):
 
 
 def pe_for(array):
-    """A standalone PE exactly like the ones inside ``array`` (for the PE regression)."""
-    from mpgen.rtl.fineq import MultiplierPE, TemporalPE
-    return (TemporalPE if array.pe == "temporal" else MultiplierPE)(**array._pe_args)
+    """A standalone PE exactly like the ones inside ``array``, with its weight register
+    (:class:`~mpgen.rtl.fineq.PECell`; for the PE regression)."""
+    from mpgen.rtl.fineq import MultiplierPE, PECell, TemporalPE
+    return PECell((TemporalPE if array.pe == "temporal" else MultiplierPE)(**array._pe_args))
 
 
 def run_fineq_regression(config: dict, *, simulator: str = "verilator", quick: bool = True,

@@ -7,8 +7,8 @@ from amaranth.sim import Simulator
 
 from mpgen.golden.fineq import DEFAULT_CODE, FineQCode, decode_words
 from mpgen.rtl.emit import port_names, to_verilog
-from mpgen.rtl.fineq import (FineQArray, FineQDecoder, MultiplierPE, TemporalPE, check_code,
-                             exact_acc_bits)
+from mpgen.rtl.fineq import (FineQArray, FineQDecoder, MultiplierPE, PECell, TemporalPE, WeightRow,
+                             check_code, exact_acc_bits)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -155,3 +155,23 @@ def test_tile_max_magnitude_out_of_range_raises():
         FineQArray(8, 8).tile_cycles(16, 8)
     with pytest.raises(ValueError, match="not -1"):
         FineQArray(8, 8).tile_step_cycles(-1)
+
+
+def test_weight_registers_live_in_one_module_per_row():
+    text = to_verilog(FineQArray(3, 2), "fineq")
+    assert "pe_weights_0" in text and "pe_weights_2" in text and "pe_weights_3" not in text
+    pe = TemporalPE(max_magnitude=7, weight_width=4)
+    assert "load" not in pe.signature.members and "weight" in pe.signature.members
+
+
+def test_weight_row_rejects_bad_parameters():
+    with pytest.raises(TypeError, match="TemporalPE or MultiplierPE"):
+        WeightRow("pe", 4)
+    with pytest.raises(ValueError, match="cols must be in 1..64, not 0"):
+        WeightRow(MultiplierPE(weight_width=8), 0)
+
+
+def test_pe_cell_has_the_standalone_pe_ports():
+    cell = PECell(TemporalPE(max_magnitude=7, weight_width=4))
+    assert {"load", "w_in", "phase", "first", "psum_out"} <= set(cell.signature.members)
+    assert "weight" not in cell.signature.members and cell.step_cycles == 7
