@@ -406,14 +406,19 @@ def prepare_yosys() -> None:
     YoWASP compiles its WebAssembly module on its first run (about 60 CPU-seconds) and caches the
     machine code per user; worker processes that start Yosys at once would each compile it.  Here
     the first caller compiles it (``yosys -V``) while holding a per-user lock, and the others wait
-    for that and then find it cached.  Once per process; nothing to do for a native Yosys."""
+    for that and then find it cached.  Once per process; nothing to do for a native Yosys.
+
+    Its output goes to /dev/null, not to pipes: the engine runs this in a thread while its
+    process pool forks workers, and a worker that inherited a pipe's write end would keep the
+    read open, so the caller (holding the lock the worker waits for) would never finish."""
     if os.environ.get("MPGEN_YOSYS"):
         return
     lock = Path(tempfile.gettempdir()) / f"mpgen-yowasp-{os.getuid()}.lock"
     with open(lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            subprocess.run(_yosys_command() + ["-V"], capture_output=True, timeout=600)
+            subprocess.run(_yosys_command() + ["-V"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=600)
         except (OSError, subprocess.TimeoutExpired):
             pass  # run_yosys reports what is wrong with the tool itself
         finally:

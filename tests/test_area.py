@@ -163,3 +163,19 @@ def test_area_table_groups_sum_submodules(toy_report):
     assert float(cell.replace(",", "")) == pytest.approx(total, abs=0.06)
     with pytest.raises(ValueError, match="in no breakdown group"):
         area_table({"a": toy_report}, {"nothing": ["no_such_module"]})
+
+
+def test_yosys_preparation_leaves_no_pipe_to_forked_workers(monkeypatch):
+    """The engine compiles YoWASP in a thread while its pool forks workers: a pipe to that
+    Yosys would be inherited by the workers and block the caller, which holds the lock they wait
+    for (a deadlock seen in a report run). Its output must go to /dev/null."""
+    import subprocess
+
+    from mpgen.flows import area
+
+    seen = {}
+    monkeypatch.delenv("MPGEN_YOSYS", raising=False)
+    monkeypatch.setattr(area.subprocess, "run", lambda cmd, **kw: seen.update(kw))
+    area.prepare_yosys.__wrapped__()
+    assert seen["stdout"] is subprocess.DEVNULL and seen["stderr"] is subprocess.DEVNULL
+    assert not seen.get("capture_output")
