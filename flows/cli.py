@@ -594,6 +594,8 @@ STUDIES: dict[str, tuple[str, str]] = {
                     "FGMP policy vs baselines on the real models (docs/fgmp_policy.md)"),
     "classifier-area": ("mpgen.studies.classifier_area",
                         "activation classifier vs the dot-product unit: area (docs/classifier.md)"),
+    "format-accuracy": ("mpgen.studies.format_accuracy",
+                        "BlockDialect vs MXFP4 vs NVFP4 on the real models (docs/blockdialect.md)"),
     "classifier-widths": ("mpgen.studies.classifier_widths",
                           "narrower classifier score widths: decision agreement (docs/classifier.md)"),
     "fineq-accuracy": ("mpgen.studies.fineq_study",

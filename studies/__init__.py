@@ -14,7 +14,9 @@ Each study module has a ``main(argv) -> int`` (``mpgen study NAME [ARGS]`` or
 * :mod:`mpgen.studies.classifier_area` (``classifier-area``) – the activation classifier vs the
   dot-product unit it feeds: area (docs/classifier.md);
 * :mod:`mpgen.studies.classifier_widths` (``classifier-widths``) – narrower classifier score
-  widths: how many block decisions they keep (docs/classifier.md).
+  widths: how many block decisions they keep (docs/classifier.md);
+* :mod:`mpgen.studies.format_accuracy` (``format-accuracy``) – BlockDialect vs MXFP4 vs NVFP4
+  with weights and activations quantized, on the real models (docs/blockdialect.md).
 
 Layering: studies is the top layer (it may import golden, models, rtl, sim and flows); nothing
 below imports it except the CLI's study dispatch (and the report's model section). Model files

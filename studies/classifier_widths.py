@@ -21,7 +21,8 @@ import torch
 
 from ..golden.classifier import (ClassifierConfig, activation_scale_exp, classify, fisher_to_table,
                                  score_values, threshold_register)
-from .fgmp_study import MODELS, StudySettings, model_case, model_fisher, site_activations
+from .fgmp_study import (StudySettings, add_model_arguments, model_fisher, selected_cases,
+                          site_activations)
 
 #: (diff_frac_bits, diff_bits) of the variants; diff_bits = bit_length(42·2**f), the bound that
 #: never saturates (docs/classifier.md §Widths), so only the truncation of |D| changes.
@@ -76,20 +77,12 @@ def format_table(results: dict[str, dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mpgen study classifier-widths", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
-    ap.add_argument("--models", metavar="DIR", type=Path, default=None,
-                    help="folder with stories260K.bin (default: $MPGEN_MODELS)")
+    add_model_arguments(ap)
     ap.add_argument("--cache-dir", type=Path, default=None, help="the FGMP study's Fisher cache")
-    ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     settings = StudySettings()
     results = {}
-    for m in (m.strip() for m in a.model.split(",") if m.strip()):
-        try:
-            case = model_case(m, settings, models_dir=a.models, progress=not a.quiet)
-        except (FileNotFoundError, ImportError) as e:
-            print(f"{m}: skipped: {e}", file=sys.stderr)
-            continue
+    for case in selected_cases(a, settings):
         _, af, _ = model_fisher(case, settings, cache_dir=a.cache_dir, progress=not a.quiet)
         results[case.name] = agreement(site_activations(case, af))
     print(format_table(results))

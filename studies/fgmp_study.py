@@ -342,6 +342,24 @@ def model_case(name: str, settings: StudySettings, *, models_dir=None, progress=
     return minilm_case(settings, progress=progress)
 
 
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--model``, ``--models DIR`` and ``--quiet``: the options every model study shares."""
+    ap.add_argument("--model", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
+    ap.add_argument("--models", metavar="DIR", type=Path, default=None,
+                    help="folder with stories260K.bin (default: $MPGEN_MODELS)")
+    ap.add_argument("--quiet", action="store_true")
+
+
+def selected_cases(args: argparse.Namespace, settings: StudySettings):
+    """The :class:`ModelCase` of each model of ``args.model`` (:func:`add_model_arguments`), a
+    model whose files or packages are missing skipped with a note on stderr."""
+    for m in (m.strip() for m in args.model.split(",") if m.strip()):
+        try:
+            yield model_case(m, settings, models_dir=args.models, progress=not args.quiet)
+        except (FileNotFoundError, ImportError) as e:
+            print(f"{m}: skipped: {e}", file=sys.stderr)
+
+
 def model_fisher(case: ModelCase, settings: StudySettings, *, cache_dir: Path | None = None,
                  progress=True) -> tuple[dict, dict, bool]:
     """(weight Fisher, activation Fisher, whether they came from the cache) of ``case``, through

@@ -14,13 +14,14 @@ from mpgen.models import cache as C
 def test_every_study_has_a_main():
     from mpgen.flows import cli
     assert {"fgmp-policy", "fineq-accuracy", "fineq-area", "classifier-area", "classifier-widths",
-            "model-energy"} <= set(cli.STUDIES)
+            "format-accuracy", "model-energy"} <= set(cli.STUDIES)
     for name, (module, _) in cli.STUDIES.items():
         assert module.startswith("mpgen.studies."), name
         assert callable(importlib.import_module(module).main), name
 
 
-@pytest.mark.parametrize("module", ["fgmp_study", "fineq_study", "model_energy", "classifier_widths"])
+@pytest.mark.parametrize("module", ["fgmp_study", "fineq_study", "model_energy", "classifier_widths",
+                                    "format_accuracy"])
 def test_model_studies_take_a_model_folder(module, capsys):
     with pytest.raises(SystemExit) as e:
         importlib.import_module(f"mpgen.studies.{module}").main(["--help"])
