@@ -1,7 +1,6 @@
 """studies/format_accuracy.py on a toy one-layer model (the real models run in the study itself)."""
 
 import pytest
-import torch
 
 from mpgen.studies.fgmp_study import ModelCase
 from mpgen.studies.format_accuracy import FORMATS, evaluate_format, format_table, main
