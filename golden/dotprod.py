@@ -25,7 +25,16 @@ This is the numerics contract the RTL must match bit for bit (``docs/numerics.md
    term NaN; a NaN term makes the whole dot product's result NaN (canonical 0x7FC00000) however
    the other terms look.
 
-FP32 subnormals cannot occur: every non-zero term is a multiple of 2**-36 and at least that
+7. MX blocks (``BlockPairs.scales == "e8m0"``, OCP MX v1.0: MXFP4 = E2M1 elements, MXFP8 = E4M3
+   elements, one E8M0 scale code per block): the scale product is the power of two
+   ``2**(e_w + e_a - 254)`` (an exponent add); the block term ``P · 2**(e_w + e_a - 254)`` is
+   rounded once to FP32 with IEEE 754 RNE over FP32's whole range: overflow gives ±Inf, terms
+   below 2**-126 round to FP32 subnormals or ±0 (ours: ±0 becomes +0, rule 5). Accumulation is
+   "fp32" only (rule 5, IEEE addition with subnormals; Inf + −Inf is NaN). E8M0 code 255 (NaN)
+   on either block, or an E4M3 NaN element, makes the term NaN (rule 6). A NaN result is
+   always the canonical 0x7FC00000.
+
+FP32 subnormals cannot occur with UE4M3/FP8 blocks: every non-zero term is a multiple of 2**-36 and at least that
 large, so every partial sum is too (``_check_no_subnormal`` asserts it).
 """
 
@@ -37,11 +46,11 @@ import torch
 
 from .constants import ACCUMULATIONS, BLOCK_SIZES, EXACT_MAX_BLOCKS, FP8_IMPLICIT_SCALE_CODE
 from .fgmp import FGMPTensor
-from .formats import E2M1, E4M3, FP32, UE4M3
+from .formats import E2M1, E4M3, E8M0, FP32, UE4M3
 
 __all__ = [
     "BLOCK_SIZES", "FP8_IMPLICIT_SCALE_CODE", "ACCUMULATIONS", "EXACT_MAX_BLOCKS", "TERM_LSB",
-    "BlockPairs", "block_terms", "fixed_block_terms", "dot_products", "round_fixed_to_fp32",
+    "SCALE_KINDS", "BlockPairs", "block_terms", "fixed_block_terms", "dot_products", "round_fixed_to_fp32",
     "fp32_bits", "element_fixed_table", "scale_mant_shift_table", "pairs_from_fgmp", "fgmp_matmul",
 ]
 
@@ -77,6 +86,10 @@ _E2M1_INT = element_fixed_table(E2M1)
 _E4M3_NAN = torch.tensor([E4M3.is_nan_code(c) for c in range(1 << E4M3.width)])
 _SCALE_MANT, _SCALE_SHIFT = scale_mant_shift_table()
 _SCALE_NAN = torch.tensor([UE4M3.is_nan_code(c) for c in range(1 << UE4M3.width)])
+#: Block-scale formats of a stream: UE4M3 (NVFP4 blocks, FP8's implicit scale) or E8M0 (OCP MX).
+SCALE_KINDS = ("ue4m3", "e8m0")
+#: E8M0's bias: code c stands for 2**(c - E8M0_BIAS); code 255 is NaN.
+E8M0_BIAS = E8M0.bias
 
 
 @dataclass
@@ -85,7 +98,9 @@ class BlockPairs:
 
     ``w_codes``/``a_codes``: uint8 [n, block_size] element codes; ``w_fp8``/``a_fp8``: bool [n]
     (True = FP8 block); ``w_scale``/``a_scale``: uint8 [n] UE4M3 codes (ignored for FP8 blocks);
-    ``last``: bool [n], True on the final block pair of each dot product.
+    ``last``: bool [n], True on the final block pair of each dot product. ``scales``: "ue4m3"
+    (default) or "e8m0": OCP MX blocks, ``w_scale``/``a_scale`` 8-bit E8M0 codes that apply to
+    FP8 (MXFP8, E4M3) blocks too; the element rules (E2M1 in the low nibble) are unchanged.
     """
 
     w_codes: torch.Tensor
@@ -95,8 +110,11 @@ class BlockPairs:
     w_scale: torch.Tensor
     a_scale: torch.Tensor
     last: torch.Tensor
+    scales: str = "ue4m3"
 
     def __post_init__(self):
+        if self.scales not in SCALE_KINDS:
+            raise ValueError(f"BlockPairs.scales must be one of {SCALE_KINDS}, not {self.scales!r}")
         for name in ("w_codes", "a_codes"):
             t = getattr(self, name)
             if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.dim() != 2:
@@ -112,7 +130,7 @@ class BlockPairs:
             if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.shape != (n,):
                 raise TypeError(f"BlockPairs.{name} must be a {dtype} tensor of shape ({n},)")
         for name in ("w_scale", "a_scale"):
-            if bool((getattr(self, name) >= (1 << UE4M3.width)).any()):
+            if self.scales == "ue4m3" and bool((getattr(self, name) >= (1 << UE4M3.width)).any()):
                 raise ValueError(f"BlockPairs.{name}: UE4M3 codes are {UE4M3.width}-bit")
         if n and not bool(self.last[-1]):
             raise ValueError("the stream must end with a block pair whose last flag is set")
@@ -135,6 +153,19 @@ def _operand(codes, fp8, scale):
     s = torch.where(fp8, torch.full_like(scale, FP8_IMPLICIT_SCALE_CODE), scale).to(torch.int64)
     nan = elem_nan | (~fp8 & _SCALE_NAN[s])
     return ints, _SCALE_MANT[s], _SCALE_SHIFT[s], nan
+
+
+def _mx_terms(pairs: BlockPairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rule 7: FP32 terms of MX block pairs (float32 [n], 0 where NaN) and their NaN flags."""
+    wi, _, _, wn = _operand(pairs.w_codes, pairs.w_fp8, torch.zeros_like(pairs.w_scale))
+    ai, _, _, an = _operand(pairs.a_codes, pairs.a_fp8, torch.zeros_like(pairs.a_scale))
+    p = (wi * ai).sum(dim=1)                       # exact, |p| < 2**42, units 2**(2·ELEMENT_LSB)
+    exp = pairs.w_scale.to(torch.int64) + pairs.a_scale.to(torch.int64) - 2 * E8M0_BIAS
+    # p·2**exp is exact in float64 (|p| < 2**53, exponents within -290..+296): the conversion to
+    # float32 is the one RNE rounding, with IEEE overflow to ±Inf and subnormal results
+    t = torch.ldexp(p.to(torch.float64), (exp + 2 * ELEMENT_LSB).to(torch.float64)).to(torch.float32)
+    nan = wn | an | (pairs.w_scale == E8M0.nan_code) | (pairs.a_scale == E8M0.nan_code)
+    return torch.where(nan, torch.zeros_like(t), t + 0.0), nan
 
 
 def block_terms(pairs: BlockPairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -220,19 +251,24 @@ def dot_products(pairs: BlockPairs, accumulation: str = "fp32") -> torch.Tensor:
     """FP32 results of every dot product in the stream, as int64 bit patterns.
 
     ``accumulation``: "fp32" (rules 4–6: per-block rounding, FP32 accumulation in stream order)
-    or "exact" (rules 5' and 6: exact sum, one rounding).
+    or "exact" (rules 5' and 6: exact sum, one rounding). MX streams (rule 7) take "fp32" only.
     """
     if accumulation not in ACCUMULATIONS:
         raise ValueError(f"accumulation must be one of {ACCUMULATIONS}, not {accumulation!r}")
     if not isinstance(pairs, BlockPairs):
         raise TypeError(f"pairs must be a BlockPairs, not {type(pairs).__name__}")
+    mx = pairs.scales == "e8m0"
+    if mx and accumulation != "fp32":
+        raise ValueError(f"MX (E8M0-scaled) block pairs take accumulation='fp32' only, not "
+                         f"{accumulation!r}: their terms span 2**-290..2**296, beyond an exact "
+                         f"fixed-point accumulator")
     last = pairs.last
     ends = torch.nonzero(last).flatten()
     if accumulation == "exact":
         exact, nan = _exact_dot_products(pairs)
         bits = torch.tensor(exact, dtype=torch.int64)
     else:
-        _, t, nan = block_terms(pairs)
+        t, nan = _mx_terms(pairs) if mx else block_terms(pairs)[1:]
         starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
         lengths = ends - starts + 1
         acc = torch.zeros(len(ends), dtype=torch.float32)
@@ -240,10 +276,14 @@ def dot_products(pairs: BlockPairs, accumulation: str = "fp32") -> torch.Tensor:
             live = lengths > k
             # One float32 addition per step: IEEE RNE, in stream order within each dot product.
             acc[live] = acc[live] + t[starts[live] + k]
-            _check_no_subnormal(acc)
+            if not mx:
+                _check_no_subnormal(acc)
+        invalid = torch.isnan(acc)  # MX only: Inf + -Inf (IEEE invalid operation)
         bits = fp32_bits(acc)
     seg = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.int64), last[:-1].to(torch.int64)]), 0)
     seg_nan = torch.zeros(len(ends), dtype=torch.int64).index_add_(0, seg, nan.to(torch.int64)) > 0
+    if accumulation == "fp32":
+        seg_nan = seg_nan | invalid
     return torch.where(seg_nan, torch.full_like(bits, FP32.nan_code), bits)
 
 
