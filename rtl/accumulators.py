@@ -43,7 +43,8 @@ class FP32Accumulator(wiring.Component):
     ``last`` set produces ``sum + term`` on ``o`` (or NaN 0x7FC00000 if any term of the dot
     product was NaN) and clears the sum to +0. One cycle from an accepted term to a registered
     result; ``i.ready`` is low only while a result waits on ``o``. The adder is in the loop: the
-    unit's clock cannot be shorter than one FP32 addition.
+    unit's clock cannot be shorter than one FP32 addition. With ``ieee`` (the MX units) the adder
+    is :class:`FP32Adder` ``(ieee=True)``: IEEE subnormals, and ±Inf + ∓Inf makes the result NaN.
 
     Members
     -------
@@ -53,7 +54,8 @@ class FP32Accumulator(wiring.Component):
 
     latency = 1
 
-    def __init__(self):
+    def __init__(self, ieee: bool = False):
+        self.ieee = ieee  # FP32Adder(ieee): subnormals, and ±Inf + ∓Inf sets the NaN flag
         super().__init__({
             "i": In(stream.Signature(fp32_term_layout())),
             "o": Out(stream.Signature(_FP32_LAYOUT)),
@@ -61,7 +63,7 @@ class FP32Accumulator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.adder = adder = FP32Adder()
+        m.submodules.adder = adder = FP32Adder(ieee=self.ieee)
         acc = Signal(_FP32_LAYOUT)
         acc_nan = Signal()
         # no reset on the result register (only o.valid has one): Yosys can then clock-gate it
@@ -76,6 +78,8 @@ class FP32Accumulator(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             nan = acc_nan | self.i.payload.nan
+            if self.ieee:
+                nan = nan | adder.invalid
             with m.If(self.i.payload.last):
                 m.d.sync += [
                     self.o.valid.eq(1),

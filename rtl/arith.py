@@ -103,15 +103,18 @@ class ToFP32(wiring.Component):
     """Rounds ``(-1)**sign · magnitude · 2**exponent`` to FP32, round-to-nearest-even.
 
     Combinational. ``magnitude`` is an unsigned integer of ``width`` bits, ``exponent`` a signed
-    integer of ``exp_width`` bits. Zero gives +0; results beyond FP32's range saturate to ±Inf and
-    results below its normal range flush to ±0 (the callers' documented ranges never reach
-    either; ``docs/numerics.md``).
+    integer of ``exp_width`` bits. Zero gives +0; results beyond FP32's range round to ±Inf. Below
+    FP32's normal range results flush to ±0, or with ``subnormals`` are rounded (RNE) to FP32's
+    subnormals or ±0 as IEEE 754 specifies: the significand is shifted right to the exponent
+    field 0 before the rounding, and a subnormal that rounds up to 2**-126 becomes that normal.
     """
 
-    def __init__(self, width: int, exp_width: int = 10):
+    def __init__(self, width: int, exp_width: int = 10, subnormals: bool = False):
         if width < _FP32_MAN + 3:
             raise ValueError(f"ToFP32 width must be at least {_FP32_MAN + 3}")
-        self.width, self.exp_width = width, exp_width
+        if not isinstance(subnormals, bool):
+            raise TypeError(f"subnormals must be a bool, not {subnormals!r}")
+        self.width, self.exp_width, self.subnormals = width, exp_width, subnormals
         super().__init__({
             "sign": In(1),
             "magnitude": In(width),
@@ -125,6 +128,8 @@ class ToFP32(wiring.Component):
         lz = leading_zeros(m, self.magnitude, w, "lz")
         norm = Signal(w)
         m.d.comb += norm.eq(self.magnitude << lz)  # MSB now at bit w-1
+        if self.subnormals:
+            return self._elaborate_subnormals(m, lz, norm)
         keep = norm[w - _FP32_MAN - 1:]            # 24 bits incl. the hidden one
         guard = norm[w - _FP32_MAN - 2]
         sticky = norm[:w - _FP32_MAN - 2].any()
@@ -142,6 +147,40 @@ class ToFP32(wiring.Component):
             m.d.comb += [r.exponent.eq(biased), r.mantissa.eq(frac)]
         return m
 
+    def _elaborate_subnormals(self, m, lz, norm):
+        w, M = self.width, _FP32_MAN
+        # the exponent field of the leading one before rounding; below 1 the significand is
+        # shifted right onto field 0's grid (at most w places: beyond, all of it is sticky)
+        lead = Signal(signed(self.exp_width + 3))
+        m.d.comb += lead.eq(self.exponent + (w - 1 + FP32.bias) - lz)
+        sub = lead < 1
+        under = Signal(signed(self.exp_width + 4))
+        m.d.comb += under.eq(1 - lead)
+        dist = Signal(range(w + 1))
+        m.d.comb += dist.eq(Mux(sub, Mux(under > w, w, under), 0))
+        den = Signal(w)
+        m.d.comb += den.eq(norm >> dist)
+        lost = (den << dist)[:w] != norm
+        keep = den[w - M - 1:]  # 24 bits; the hidden one is 0 when sub
+        guard = den[w - M - 2]
+        sticky = den[:w - M - 2].any() | lost
+        rounded = Signal(M + 2, name="rounded")
+        m.d.comb += rounded.eq(keep + (guard & (sticky | keep[0])))
+        carry = rounded[M + 1]
+        field = Signal(signed(self.exp_width + 4))
+        # a subnormal's field is 0, or 1 where it rounded up to the smallest normal
+        m.d.comb += field.eq(Mux(sub, rounded[M], lead + carry))
+        r = self.result
+        m.d.comb += r.sign.eq(self.sign)
+        with m.If(self.magnitude == 0):
+            m.d.comb += r.sign.eq(0)
+        with m.Elif(field >= _FP32_EMAX):
+            m.d.comb += r.exponent.eq(_FP32_EMAX)
+        with m.Else():
+            m.d.comb += [r.exponent.eq(field),
+                         r.mantissa.eq(Mux(carry, rounded[1:M + 1], rounded[:M]))]
+        return m
+
 
 class FP32Adder(wiring.Component):
     """IEEE 754 binary32 addition, round-to-nearest-even, combinational.
@@ -155,10 +194,22 @@ class FP32Adder(wiring.Component):
     The classic three-extra-bit (guard, round, sticky) datapath: swap so that ``|a| >= |b|``,
     shift the smaller right with a sticky bit folded into its LSB, add or subtract, normalise,
     round.
+
+    With ``ieee`` (the MX units' accumulator) subnormals are IEEE 754's: a subnormal input is its
+    fraction at exponent field 1 without the hidden bit, and a result below 2**-126 is left
+    with field 0 (the normalising shift stops at field 1). Such a result is always exact (a sum
+    of two floats below the normal range is representable), so it needs no rounding. ``invalid``
+    is then an output: ±Inf + ∓Inf, which IEEE makes NaN (the caller's NaN flag).
     """
 
-    def __init__(self):
-        super().__init__({"a": In(_FP32_LAYOUT), "b": In(_FP32_LAYOUT), "sum": Out(_FP32_LAYOUT)})
+    def __init__(self, ieee: bool = False):
+        if not isinstance(ieee, bool):
+            raise TypeError(f"ieee must be a bool, not {ieee!r}")
+        self.ieee = ieee
+        members = {"a": In(_FP32_LAYOUT), "b": In(_FP32_LAYOUT), "sum": Out(_FP32_LAYOUT)}
+        if ieee:
+            members["invalid"] = Out(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -173,14 +224,23 @@ class FP32Adder(wiring.Component):
         m.d.comb += [big.eq(Mux(swap, self.b, self.a)), small.eq(Mux(swap, self.a, self.b))]
 
         def significand(x):  # hidden bit, fraction, three zero bits; subnormals read as 0
+            if self.ieee:  # ... or as their fraction without the hidden bit
+                return Cat(Const(0, 3), x.mantissa, x.exponent != 0)
             return Mux(x.exponent != 0, Cat(Const(0, 3), x.mantissa, Const(1, 1)), 0)
+
+        def field(x):  # the exponent the significand is at: subnormals at 1 with ieee
+            return Mux(x.exponent == 0, 1, x.exponent) if self.ieee else x.exponent
 
         big_m = Signal(W)
         small_m = Signal(W)
         m.d.comb += [big_m.eq(significand(big)), small_m.eq(significand(small))]
+        big_e = field(big)
+        if self.ieee:
+            big_e = Signal(8, name="big_e")
+            m.d.comb += big_e.eq(field(big))
         d = Signal(range(W + 1))  # alignment distance, clamped: beyond W everything is lost
         diff = Signal(8)
-        m.d.comb += [diff.eq(big.exponent - small.exponent), d.eq(Mux(diff > W, W, diff))]
+        m.d.comb += [diff.eq(big_e - field(small)), d.eq(Mux(diff > W, W, diff))]
         shifted = Signal(W)
         lost = Signal()
         m.d.comb += [
@@ -196,10 +256,14 @@ class FP32Adder(wiring.Component):
         # Normalise: a carry moves right by one (sticky kept); otherwise move left by the count
         # of leading zeros (only ever > 1 when the exponents differ by <= 1: then no bit was lost).
         lz = leading_zeros(m, total, W + 1, "lz")
+        if self.ieee:  # stop at field 1: below it the result is subnormal (and exact)
+            lz_used = Signal.like(lz, name="lz_used")
+            m.d.comb += lz_used.eq(Mux(lz > big_e, big_e, lz))
+            lz = lz_used
         norm = Signal(W + 1)
         m.d.comb += norm.eq(Mux(total[W], Cat(total[0] | total[1], total[2:]), (total << lz)[1:W + 2]))
         exp = Signal(signed(11))
-        m.d.comb += exp.eq(big.exponent + 1 - lz)
+        m.d.comb += exp.eq(big_e + 1 - lz)
 
         keep = norm[3:W]       # hidden bit + 23 fraction bits
         guard = norm[2]
@@ -216,7 +280,13 @@ class FP32Adder(wiring.Component):
         with m.Elif(final_exp >= _FP32_EMAX):
             m.d.comb += [s.sign.eq(big.sign), s.exponent.eq(_FP32_EMAX)]
         with m.Elif(final_exp > 0):
-            m.d.comb += [s.sign.eq(big.sign), s.exponent.eq(final_exp), s.mantissa.eq(frac)]
+            # with ieee, no hidden bit after normalising: a subnormal result, field 0
+            e = Mux(norm[W - 1], final_exp, 0) if self.ieee else final_exp
+            m.d.comb += [s.sign.eq(big.sign), s.exponent.eq(e), s.mantissa.eq(frac)]
         with m.Else():                                    # below the normal range: flush to +0
             m.d.comb += s.eq(0)
+        if self.ieee:
+            m.d.comb += self.invalid.eq((self.a.exponent == _FP32_EMAX)
+                                        & (self.b.exponent == _FP32_EMAX)
+                                        & (self.a.sign != self.b.sign))
         return m

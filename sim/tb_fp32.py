@@ -43,8 +43,14 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32).view(np.uint32)
 
 
-def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Expected sum bit patterns of float32 arrays a, b (no NaN, no ∞ − ∞)."""
+def reference(a: np.ndarray, b: np.ndarray, ieee: bool = False) -> np.ndarray:
+    """Expected sum bit patterns of float32 arrays a, b (no NaN, no ∞ − ∞). With ``ieee``
+    (``FP32Adder(ieee=True)``) subnormals are IEEE's; every zero result is +0 in both."""
+    if ieee:
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = (a + b).astype(np.float32)
+        return _bits(np.where(s == 0, np.float32(0), s).astype(np.float32))
+
     def ftz(x):
         return np.where(np.abs(x) < TINY, np.float32(0), x).astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -88,14 +94,24 @@ def stimulus(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 async def adder(dut):
     params = tb_params()
     a, b = stimulus(int(params.get("vectors", 20000)), int(params.get("seed", 1)))
-    want = reference(a, b)
+    ieee = bool(params.get("ieee", False))
+    if ieee:  # subnormal operands and results: exponent fields 0 and 1 against any other
+        rng = np.random.default_rng(int(params.get("seed", 1)) + 1)
+        k = len(a) // 6
+        sub = rng.integers(0, 1 << 24, 2 * k, dtype=np.uint64).astype(np.uint32)
+        sub |= rng.integers(0, 2, 2 * k, dtype=np.uint64).astype(np.uint32) << 31
+        a[:k] = sub[:k].view(np.float32)
+        b[k:2 * k] = sub[k:].view(np.float32)
+        b[2 * k:3 * k] = -(a[2 * k:3 * k].view(np.uint32) ^ 1).view(np.float32)  # near cancellation
+    want = reference(a, b, ieee)
     ab, bb = _bits(a), _bits(b)
     await _check(dut, "sum", [{"a": int(x), "b": int(y)} for x, y in zip(ab, bb)], want,
                  [f"{x!r} + {y!r}" for x, y in zip(a, b)])
 
 
-def to_fp32_reference(sign, mag, exp) -> np.ndarray:
-    """Bit patterns of fl32((-1)**sign · mag · 2**exp): mag < 2**53, so the float64 is exact."""
+def to_fp32_reference(sign, mag, exp, subnormals: bool = False) -> np.ndarray:
+    """Bit patterns of fl32((-1)**sign · mag · 2**exp): mag < 2**53, so the float64 is exact.
+    With ``subnormals`` the float32 rounding is IEEE's below 2**-126 too."""
     import math
     out = []
     for s_, m, e in zip(sign, mag, exp):
@@ -104,7 +120,7 @@ def to_fp32_reference(sign, mag, exp) -> np.ndarray:
             f = np.float32(-v if s_ else v)
         if m == 0:
             f = np.float32(0.0)        # an exact zero is +0
-        elif abs(f) < TINY:
+        elif abs(f) < TINY and not subnormals:
             f = np.float32(-0.0 if s_ else 0.0)  # underflow flushes to a signed zero
         out.append(int(np.array(f, dtype=np.float32).view(np.uint32)))
     return np.array(out, dtype=np.uint64)
@@ -122,7 +138,10 @@ async def to_fp32(dut):
     mag[: n // 10] = [(1 << int(b)) - 1 for b in nbits[: n // 10]]  # all ones: rounding carries out
     exp = rng.integers(lo, hi, n)
     exp[n // 10: n // 5] = rng.integers(-200, 120, n // 10)  # mostly normal results
-    want = to_fp32_reference(sign, mag, exp)
+    subnormals = bool(params.get("subnormals", False))
+    if subnormals:  # results around FP32's subnormal range
+        exp[n // 5: n // 2] = rng.integers(-200, -100, n // 2 - n // 5) - nbits[n // 5: n // 2]
+    want = to_fp32_reference(sign, mag, exp, subnormals)
     await _check(dut, "result",
                  [{"sign": int(sg), "magnitude": int(m), "exponent": int(e)}
                   for sg, m, e in zip(sign, mag, exp)], want,

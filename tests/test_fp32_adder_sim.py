@@ -45,3 +45,28 @@ def test_to_fp32_verilator(width, record_property):
     record_property("vectors_checked", f"{res['vectors']} integer→FP32 roundings on verilator")
     assert res["mismatches"] == 0, res.get("first_mismatches")
     assert run.passed
+
+
+@pytest.mark.sim
+def test_ieee_fp32_adder_verilator(record_property):
+    """``FP32Adder(ieee=True)`` (the MX units'): IEEE subnormal operands and results."""
+    run = run_cocotb(to_verilog(FP32Adder(ieee=True), "fp32_adder_ieee"), "fp32_adder_ieee",
+                     "mpgen.sim.tb_fp32", params={"vectors": 30000, "seed": 8, "ieee": True},
+                     seed=8, testcase="adder")
+    res = run.result
+    record_property("vectors_checked", f"{res['vectors']} IEEE FP32 additions on verilator")
+    assert res["mismatches"] == 0, res.get("first_mismatches")
+    assert run.passed and res["vectors"] > 25000
+
+
+@pytest.mark.sim
+def test_to_fp32_subnormals_verilator(record_property):
+    """``ToFP32(subnormals=True)``: RNE into FP32's subnormals, overflow to ±∞."""
+    run = run_cocotb(to_verilog(ToFP32(47, subnormals=True), "to_fp32_sub"), "to_fp32_sub",
+                     "mpgen.sim.tb_fp32", params={"vectors": 20000, "seed": 9, "width": 47,
+                                                  "exp_width": 10, "subnormals": True},
+                     seed=9, testcase="to_fp32")
+    res = run.result
+    record_property("vectors_checked", f"{res['vectors']} subnormal-capable roundings on verilator")
+    assert res["mismatches"] == 0, res.get("first_mismatches")
+    assert run.passed
