@@ -596,6 +596,8 @@ STUDIES: dict[str, tuple[str, str]] = {
                         "activation classifier vs the dot-product unit: area (docs/classifier.md)"),
     "format-accuracy": ("mpgen.studies.format_accuracy",
                         "BlockDialect vs MXFP4 vs NVFP4 on the real models (docs/blockdialect.md)"),
+    "resq-accuracy": ("mpgen.studies.resq_accuracy",
+                      "ResQ vs RTN W4A4 / W8A8 and FGMP on the real models (docs/resq.md)"),
     "classifier-widths": ("mpgen.studies.classifier_widths",
                           "narrower classifier score widths: decision agreement (docs/classifier.md)"),
     "fineq-accuracy": ("mpgen.studies.fineq_study",

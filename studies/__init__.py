@@ -16,7 +16,9 @@ Each study module has a ``main(argv) -> int`` (``mpgen study NAME [ARGS]`` or
 * :mod:`mpgen.studies.classifier_widths` (``classifier-widths``) – narrower classifier score
   widths: how many block decisions they keep (docs/classifier.md);
 * :mod:`mpgen.studies.format_accuracy` (``format-accuracy``) – BlockDialect vs MXFP4 vs NVFP4
-  with weights and activations quantized, on the real models (docs/blockdialect.md).
+  with weights and activations quantized, on the real models (docs/blockdialect.md);
+* :mod:`mpgen.studies.resq_accuracy` (``resq-accuracy``) – ResQ (PCA basis, 1/8 at 8 bits) vs
+  RTN W4A4 / W8A8 and FGMP on the real models (docs/resq.md).
 
 Layering: studies is the top layer (it may import golden, models, rtl, sim and flows); nothing
 below imports it except the CLI's study dispatch (and the report's model section). Model files
